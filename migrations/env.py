@@ -1,0 +1,47 @@
+"""Alembic environment: online migrations over SQLAlchemy's async engine (asyncpg)."""
+
+import asyncio
+import os
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oddstore"
+
+config = context.config
+
+# Programmatic callers (oddstore.migrate, tests) configure logging themselves.
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def database_url() -> str:
+    """A URL set on the config wins over DATABASE_URL; both may be plain postgresql://."""
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise RuntimeError(f"DATABASE_URL must be a postgresql:// URL, got {url.split('://')[0]}://…")
+
+
+def do_run_migrations(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    engine = create_async_engine(database_url(), poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    raise RuntimeError("offline (--sql) migrations are not supported; run against a database")
+asyncio.run(run_async_migrations())

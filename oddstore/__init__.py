@@ -1,0 +1,1 @@
+"""Shared plumbing of the services: settings, logging, database pool, gRPC lifecycle, storage codec."""

@@ -1,0 +1,91 @@
+"""Protobuf <-> model conversion, used by the servicers at their edge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from oddstore.model import Event, Market, Outcome, Snapshot
+from oddstore.v1 import snapshot_pb2 as pb
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def to_timestamp(value: datetime) -> Timestamp:
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp has no time zone: {value.isoformat()}")
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def market_from_pb(m: pb.Market) -> Market:
+    return Market(
+        market_id=m.market_id,
+        market_name=m.market_name,
+        line=m.line if m.HasField("line") else None,
+        handicap_type=m.handicap_type if m.HasField("handicap_type") else None,
+        handicap_home=m.handicap_home if m.HasField("handicap_home") else None,
+        handicap_away=m.handicap_away if m.HasField("handicap_away") else None,
+        market_groups=tuple(m.market_groups),
+        outcomes=tuple(Outcome(o.name, o.odds, o.is_active) for o in m.outcomes),
+    )
+
+
+def snapshot_from_pb(s: pb.Snapshot) -> Snapshot:
+    e = s.event
+    return Snapshot(
+        event=Event(
+            id=e.id,
+            sportradar_id=e.sportradar_id,
+            name=e.name,
+            home_team=e.home_team,
+            away_team=e.away_team,
+            kickoff=from_timestamp(e.kickoff) if e.HasField("kickoff") else None,
+            tournament=e.tournament,
+            country=e.country,
+            sport=e.sport,
+        ),
+        bookmaker=s.bookmaker,
+        external_event_id=s.external_event_id,
+        captured_at=from_timestamp(s.captured_at) if s.HasField("captured_at") else None,
+        markets=tuple(market_from_pb(m) for m in s.markets),
+    )
+
+
+def snapshot_to_pb(s: Snapshot) -> pb.Snapshot:
+    e = s.event
+    event = pb.Event(
+        id=e.id,
+        sportradar_id=e.sportradar_id,
+        name=e.name,
+        home_team=e.home_team,
+        away_team=e.away_team,
+        tournament=e.tournament,
+        country=e.country,
+        sport=e.sport,
+    )
+    if e.kickoff is not None:
+        event.kickoff.CopyFrom(to_timestamp(e.kickoff))
+    out = pb.Snapshot(event=event, bookmaker=s.bookmaker, external_event_id=s.external_event_id)
+    if s.captured_at is not None:
+        out.captured_at.CopyFrom(to_timestamp(s.captured_at))
+    for m in s.markets:
+        market = out.markets.add(
+            market_id=m.market_id,
+            market_name=m.market_name,
+            market_groups=m.market_groups,
+            outcomes=[pb.Outcome(name=o.name, odds=o.odds, is_active=o.is_active) for o in m.outcomes],
+        )
+        if m.line is not None:
+            market.line = m.line
+        if m.handicap_type is not None:
+            market.handicap_type = m.handicap_type
+        if m.handicap_home is not None:
+            market.handicap_home = m.handicap_home
+        if m.handicap_away is not None:
+            market.handicap_away = m.handicap_away
+    return out

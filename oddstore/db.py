@@ -1,0 +1,46 @@
+"""The one asyncpg pool of a process, opened at start-up with a bounded wait for the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+# Errors that mean "the database is not reachable right now" rather than "the request is wrong".
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 4, wait_seconds: float = 30.0
+) -> asyncpg.Pool:
+    """Opens the pool, retrying while the database starts; raises after `wait_seconds`."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.2
+    while True:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=60
+            )
+            return pool
+        except TRANSIENT_ERRORS as exc:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(f"database not reachable after {wait_seconds:.0f}s: {exc}") from exc
+            logger.info("waiting for the database: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

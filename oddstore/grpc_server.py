@@ -1,0 +1,122 @@
+"""gRPC server lifecycle shared by the services: health, reflection, metrics, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from oddstore import metrics
+
+logger = logging.getLogger(__name__)
+
+
+class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts every unary call by method and status code, and times it."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method
+        inner = handler.unary_unary
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                return await inner(request, context)
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except BaseException:
+                code = context.code().name if context.code() is not None else "UNKNOWN"
+                raise
+            finally:
+                metrics.GRPC_REQUESTS.labels(method, code).inc()
+                metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - start)
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class Server:
+    """A grpc.aio server with the standard health service and reflection registered."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer: Any, names: list[str]) -> None:
+        self.grpc = server
+        self.port = port
+        self.health = health_servicer
+        self.names = names
+
+    async def start(self) -> None:
+        await self.grpc.start()
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in [*self.names, ""]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """Reports NOT_SERVING, lets in-flight calls finish for up to `grace` seconds, then stops."""
+        await self.set_serving(False)
+        await self.grpc.stop(grace)
+
+
+def create_server(
+    address: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Iterable[str],
+    *,
+    max_message_bytes: int = 64 * 1024 * 1024,
+) -> Server:
+    """Binds `address` (use port 0 in tests) and returns the server with its bound port."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    server = grpc.aio.server(interceptors=[_MetricsInterceptor()], options=options)
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = list(service_names)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind gRPC server to {address}")
+    return Server(server, port, health_servicer, names)
+
+
+async def wait_for_signal() -> None:
+    """Returns on SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    logger.info("stop requested")
+
+
+def client_options(max_message_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]

@@ -1,0 +1,49 @@
+"""Snapshot types shared by the services once protobuf is converted at their edge (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    name: str
+    odds: float
+    is_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    market_id: str
+    market_name: str
+    line: float | None
+    handicap_type: str | None
+    handicap_home: float | None
+    handicap_away: float | None
+    market_groups: tuple[str, ...]
+    outcomes: tuple[Outcome, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    sportradar_id: str
+    name: str
+    home_team: str
+    away_team: str
+    kickoff: datetime | None
+    tournament: str
+    country: str
+    sport: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One bookmaker's complete market list for one event at `captured_at` (the scrape time)."""
+
+    event: Event
+    bookmaker: str
+    external_event_id: str
+    captured_at: datetime | None
+    markets: tuple[Market, ...]

@@ -1,0 +1,71 @@
+"""Builds the ingest process: writer channels and the gRPC server. Nothing is opened at import time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import grpc
+
+from oddstore import metrics
+from oddstore.grpc_server import Server, client_options, create_server, wait_for_signal
+from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, writer_pb2_grpc
+from services.ingest.config import IngestSettings
+from services.ingest.grpc_api import IngestServicer, WriterClient
+from services.ingest.validation import Limits
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+
+@dataclass
+class IngestApp:
+    server: Server
+    channels: list[grpc.aio.Channel]
+
+    async def stop(self, grace: float) -> None:
+        await self.server.stop(grace)
+        for channel in self.channels:
+            await channel.close()
+
+
+async def start(settings: IngestSettings) -> IngestApp:
+    channels = [
+        grpc.aio.insecure_channel(a, options=client_options(settings.max_message_bytes))
+        for a in settings.writer_addresses
+    ]
+    writers = [
+        WriterClient(
+            a,
+            writer_pb2_grpc.WriterServiceStub(c),
+            settings.writer_timeout_seconds,
+            settings.writer_retry_seconds,
+        )
+        for a, c in zip(settings.writer_addresses, channels, strict=True)
+    ]
+    limits = Limits(max_markets=settings.max_markets, max_age=timedelta(days=settings.retention_days))
+    servicer = IngestServicer(
+        writers, limits, settings.max_batch_snapshots, settings.max_in_flight_observations
+    )
+    server = create_server(
+        settings.listen,
+        lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        max_message_bytes=settings.max_message_bytes,
+    )
+    await server.start()
+    await server.set_serving(True)
+    logger.info("ingest on port %d, writers %s", server.port, ", ".join(settings.writer_addresses))
+    return IngestApp(server, channels)
+
+
+async def run(settings: IngestSettings) -> None:
+    metrics.serve(settings.metrics_port)
+    app = await start(settings)
+    try:
+        await wait_for_signal()
+    finally:
+        await app.stop(settings.grace_seconds)
+        logger.info("ingest stopped")

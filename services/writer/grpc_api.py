@@ -1,0 +1,58 @@
+"""WriterService servicer: protobuf to domain and back, errors to status codes."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from oddstore.convert import snapshot_from_pb
+from oddstore.db import TRANSIENT_ERRORS
+from oddstore.v1 import snapshot_pb2, writer_pb2, writer_pb2_grpc
+from services.writer import metrics
+from services.writer.writer import Result, Status, Writer
+
+logger = logging.getLogger(__name__)
+
+STATUS = {
+    Status.ACCEPTED: snapshot_pb2.SNAPSHOT_STATUS_ACCEPTED,
+    Status.SUPERSEDED: snapshot_pb2.SNAPSHOT_STATUS_SUPERSEDED,
+    Status.REJECTED: snapshot_pb2.SNAPSHOT_STATUS_REJECTED,
+}
+
+
+def result_to_pb(index: int, r: Result) -> snapshot_pb2.SnapshotResult:
+    c = r.counts
+    return snapshot_pb2.SnapshotResult(
+        index=index,
+        status=STATUS[r.status],
+        reason=r.reason,
+        counts=snapshot_pb2.ChangeCounts(
+            new=c.new,
+            changed=c.changed,
+            unchanged=c.unchanged,
+            unavailable=c.unavailable,
+            returned=c.returned,
+        ),
+    )
+
+
+class WriterServicer(writer_pb2_grpc.WriterServiceServicer):
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    async def WriteBatch(
+        self, request: writer_pb2.WriteBatchRequest, context: grpc.aio.ServicerContext
+    ) -> writer_pb2.WriteBatchResponse:
+        snapshots = [snapshot_from_pb(s) for s in request.snapshots]
+        try:
+            results = await self._writer.write(snapshots)
+        except TRANSIENT_ERRORS as exc:
+            metrics.ERRORS.labels("database_unavailable").inc()
+            logger.warning("batch of %d snapshots not written, database unavailable: %s", len(snapshots), exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable, nothing written: {exc}")
+        except Exception:
+            metrics.ERRORS.labels("internal").inc()
+            logger.exception("batch of %d snapshots failed", len(snapshots))
+            await context.abort(grpc.StatusCode.INTERNAL, "write failed, nothing written; see writer log")
+        return writer_pb2.WriteBatchResponse(results=[result_to_pb(i, r) for i, r in enumerate(results)])
