@@ -23,15 +23,17 @@ def to_timestamp(value: datetime) -> Timestamp:
 
 
 def market_from_pb(m: pb.Market) -> Market:
+    # Positional and without generators: this runs once per market observation (hot path).
+    has = m.HasField
     return Market(
-        market_id=m.market_id,
-        market_name=m.market_name,
-        line=m.line if m.HasField("line") else None,
-        handicap_type=m.handicap_type if m.HasField("handicap_type") else None,
-        handicap_home=m.handicap_home if m.HasField("handicap_home") else None,
-        handicap_away=m.handicap_away if m.HasField("handicap_away") else None,
-        market_groups=tuple(m.market_groups),
-        outcomes=tuple(Outcome(o.name, o.odds, o.is_active) for o in m.outcomes),
+        m.market_id,
+        m.market_name,
+        m.line if has("line") else None,
+        m.handicap_type if has("handicap_type") else None,
+        m.handicap_home if has("handicap_home") else None,
+        m.handicap_away if has("handicap_away") else None,
+        tuple(m.market_groups),
+        tuple([Outcome(o.name, o.odds, o.is_active) for o in m.outcomes]),
     )
 
 
@@ -52,7 +54,7 @@ def snapshot_from_pb(s: pb.Snapshot) -> Snapshot:
         bookmaker=s.bookmaker,
         external_event_id=s.external_event_id,
         captured_at=from_timestamp(s.captured_at) if s.HasField("captured_at") else None,
-        markets=tuple(market_from_pb(m) for m in s.markets),
+        markets=tuple([market_from_pb(m) for m in s.markets]),
     )
 
 

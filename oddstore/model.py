@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     name: str
     odds: float
     is_active: bool
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: about 430,000 markets are built per scrape cycle, and a frozen dataclass costs ~3x
+# more to construct (8 us against 2.7 us per market, profiled). Nothing mutates them.
+@dataclass(slots=True)
 class Market:
     market_id: str
     market_name: str

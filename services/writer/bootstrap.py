@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from oddstore import db, metrics
+from oddstore import db, metrics, runtime
 from oddstore.grpc_server import Server, create_server, wait_for_signal
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
 from services.writer.config import WriterSettings
@@ -45,6 +45,7 @@ async def start(settings: WriterSettings) -> WriterApp:
     await server.set_serving(False)
     await server.start()
     tracked = await writer.warm_up(datetime.now(UTC))
+    runtime.freeze_long_lived()
     logger.info("writer on port %d, %d markets warmed", server.port, tracked)
     await server.set_serving(True)
     return WriterApp(server, writer, pool)

@@ -52,7 +52,9 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     proxied = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}"))
     writer = await writer_bootstrap.start(WriterSettings(database_url=proxied, listen="127.0.0.1:0"))
     ingest = await ingest_bootstrap.start(
-        IngestSettings(listen="127.0.0.1:0", writers=f"127.0.0.1:{writer.server.port}", writer_retry_seconds=1.0)
+        IngestSettings(
+            listen="127.0.0.1:0", writers=f"127.0.0.1:{writer.server.port}", writer_retry_seconds=1.0
+        )
     )
     s = Stack(ingest, writer, proxy)
     yield s

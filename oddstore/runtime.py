@@ -1,0 +1,19 @@
+"""Process-wide tuning shared by the services."""
+
+from __future__ import annotations
+
+import gc
+
+
+def tune_gc() -> None:
+    """Raises the cyclic collector's first threshold. The services allocate hundreds of thousands of
+    short-lived, acyclic objects per scrape cycle (freed by reference counting); with the default
+    threshold of 700 the collector re-scans the long-lived state over and over, which measured as
+    more than half of the time spent converting a batch (7.1 against 3.5 us per market)."""
+    gc.set_threshold(50_000, 20, 100)
+
+
+def freeze_long_lived() -> None:
+    """Moves what exists now (e.g. a warmed cache) out of the collector's sight for good."""
+    gc.collect()
+    gc.freeze()

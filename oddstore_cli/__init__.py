@@ -1,0 +1,1 @@
+"""The `oddstore` command-line client: replay JSON Lines into ingest, simulate scrapers."""

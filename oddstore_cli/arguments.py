@@ -1,0 +1,50 @@
+"""Command-line pieces shared by the subcommands: exit codes and the submission options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from oddstore_cli.submit import SubmitOptions
+
+# 0: every snapshot acknowledged, none malformed or rejected; 1: some malformed or rejected;
+# 2: some never acknowledged (the ingest service stayed unreachable, or the input could not be read).
+EXIT_OK, EXIT_REJECTED, EXIT_UNACKNOWLEDGED = 0, 1, 2
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `Submitter`, shared by replay and simulate."""
+    parser.add_argument(
+        "--ingest",
+        default=os.environ.get("ODDSTORE_INGEST", "127.0.0.1:50051"),
+        help="ingest service address (default: $ODDSTORE_INGEST or 127.0.0.1:50051)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=200, help="snapshots per call (200)")
+    parser.add_argument("--concurrency", type=positive_int, default=2, help="calls in flight (2)")
+    parser.add_argument("--timeout", type=positive_float, default=30.0, help="deadline per call, s (30)")
+    parser.add_argument(
+        "--retry-seconds", type=float, default=300.0, help="retry a batch on transient errors this long (300)"
+    )
+
+
+def submit_options(args: argparse.Namespace) -> SubmitOptions:
+    return SubmitOptions(
+        target=args.ingest,
+        timeout=args.timeout,
+        retry_seconds=args.retry_seconds,
+        concurrency=args.concurrency,
+    )
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
