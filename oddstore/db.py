@@ -26,9 +26,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 4, wait_seconds: float = 30.0
-) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4, wait_seconds: float = 30.0) -> asyncpg.Pool:
     """Opens the pool, retrying while the database starts; raises after `wait_seconds`."""
     deadline = time.monotonic() + wait_seconds
     delay = 0.2

@@ -43,9 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--interval", type=positive_float, default=None, help="seconds between cycles (file 300, live 60)"
     )
     parser.add_argument("--change-rate", type=float, default=0.05, help="share of markets moving per cycle")
-    parser.add_argument(
-        "--days", type=positive_float, default=4.0, help="kickoffs spread over this many days"
-    )
+    parser.add_argument("--days", type=positive_float, default=4.0, help="kickoffs spread over this many days")
     parser.add_argument("--output", metavar="FILE|-", help="write JSON Lines here instead of submitting")
     parser.add_argument(
         "--start", type=_timestamp, default=None, help="simulated time of the first cycle (RFC 3339; now)"
@@ -64,9 +62,7 @@ def _timestamp(text: str) -> datetime:
 def command(args: argparse.Namespace) -> int:
     if args.output is not None:
         start = args.start or datetime.now(UTC)
-        simulator = Simulator(
-            args.events, seed=args.seed, start=start, days=args.days, change_rate=args.change_rate
-        )
+        simulator = Simulator(args.events, seed=args.seed, start=start, days=args.days, change_rate=args.change_rate)
         interval = args.interval or FILE_INTERVAL
         with contextlib.ExitStack() as stack:
             out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output, "w"))

@@ -202,19 +202,13 @@ def _catalogue() -> tuple[MarketDef, ...]:
     defs = [
         MarketDef("3743", "1X2 - Full Time", None, ("popular",), three, ("1x2", 1.0)),
         *(
-            MarketDef(
-                "5000", "Over/Under - Full Time", line, ("popular", "goals"), ou, ("total", 1.0, "both", line)
-            )
+            MarketDef("5000", "Over/Under - Full Time", line, ("popular", "goals"), ou, ("total", 1.0, "both", line))
             for line in (0.5, 1.5, 2.5, 3.5, 4.5, 5.5)
         ),
         MarketDef("3795", "Both Teams To Score - Full Time", None, ("popular", "goals"), yn, ("btts", 1.0)),
-        MarketDef(
-            "4693", "Double Chance - Full Time", None, ("popular", "combos"), ("1X", "X2", "12"), ("dc",)
-        ),
+        MarketDef("4693", "Double Chance - Full Time", None, ("popular", "combos"), ("1X", "X2", "12"), ("dc",)),
         *(
-            MarketDef(
-                "3774", "Asian Handicap - Full Time", line, ("handicaps",), ("1", "2"), ("ah", line), "asian"
-            )
+            MarketDef("3774", "Asian Handicap - Full Time", line, ("handicaps",), ("1", "2"), ("ah", line), "asian")
             for line in (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
         ),
         MarketDef("4702", "Draw No Bet - Full Time", None, ("popular",), ("1", "2"), ("dnb",)),
@@ -319,9 +313,7 @@ _CORE = next(i for i, d in enumerate(CATALOGUE) if d.model[0] in ("count", "rand
 def _offer(profile: BookmakerProfile, seed: int) -> tuple[MarketDef, ...]:
     """The bookmaker's subset of the catalogue: the core markets plus a fixed random choice of the rest."""
     rest = list(range(_CORE, len(CATALOGUE)))
-    chosen = set(range(_CORE)) | set(
-        random.Random(f"{seed}:{profile.slug}").sample(rest, profile.markets - _CORE)
-    )
+    chosen = set(range(_CORE)) | set(random.Random(f"{seed}:{profile.slug}").sample(rest, profile.markets - _CORE))
     return tuple(d for i, d in enumerate(CATALOGUE) if i in chosen)
 
 
@@ -361,9 +353,7 @@ class _Match:
             return [sum(p for k, p in d.items() if k > 0), d[0], sum(p for k, p in d.items() if k < 0)]
         if kind == "total":
             factor, who, line = model[1:]
-            mean = {"both": self.home_mean + self.away_mean, "home": self.home_mean, "away": self.away_mean}[
-                who
-            ]
+            mean = {"both": self.home_mean + self.away_mean, "home": self.home_mean, "away": self.away_mean}[who]
             over = _over(_poisson(mean * factor), line)
             return [over, 1.0 - over]
         if kind == "btts":
@@ -494,9 +484,7 @@ class Simulator:
                     self._add_event(captured_at + self._lead(0.98, 1.0), replace=i)
         stamp = to_timestamp(captured_at)
         for i, event in enumerate(self._events):
-            for (profile, offer), starts, book in zip(
-                self._offers, self._starts, self._books[i], strict=True
-            ):
+            for (profile, offer), starts, book in zip(self._offers, self._starts, self._books[i], strict=True):
                 if not first:
                     self._evolve(book, starts, profile.suspends)
                 yield self._snapshot(event, profile.slug, offer, starts, book, stamp)

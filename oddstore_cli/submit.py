@@ -193,9 +193,7 @@ class Submitter:
                     self._give_up(batch, f"{code.name}: {details}")
                     return
                 if elapsed + wait > self.options.retry_seconds:
-                    self._give_up(
-                        batch, f"{code.name} for {elapsed:.1f} s, retry budget exhausted: {details}"
-                    )
+                    self._give_up(batch, f"{code.name} for {elapsed:.1f} s, retry budget exhausted: {details}")
                     return
                 logger.warning("ingest answered %s (%s); retrying in %.2f s", code.name, details, wait)
                 await asyncio.sleep(wait)
@@ -233,9 +231,7 @@ class Submitter:
         self._rejections.add(order, f"{label}: {reason}")
 
     def _give_up(self, batch: _Batch, reason: str) -> None:
-        logger.error(
-            "gave up on a batch of %d snapshots (%s): %s", len(batch.snapshots), batch.labels[0], reason
-        )
+        logger.error("gave up on a batch of %d snapshots (%s): %s", len(batch.snapshots), batch.labels[0], reason)
         self.counts.unacknowledged += len(batch.snapshots)
         if self.failure is None:
             self.failure = reason

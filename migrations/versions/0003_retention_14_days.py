@@ -19,9 +19,7 @@ def _set_retention(days: int) -> None:
         f"ALTER TABLE settings ALTER COLUMN odds_retention_days SET DEFAULT {days}, "
         f"ALTER COLUMN match_retention_days SET DEFAULT {days}"
     )
-    op.execute(
-        f"UPDATE settings SET odds_retention_days = {days}, match_retention_days = {days} WHERE id = 1"
-    )
+    op.execute(f"UPDATE settings SET odds_retention_days = {days}, match_retention_days = {days} WHERE id = 1")
 
 
 def upgrade() -> None:

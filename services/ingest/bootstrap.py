@@ -46,9 +46,7 @@ async def start(settings: IngestSettings) -> IngestApp:
         for a, c in zip(settings.writer_addresses, channels, strict=True)
     ]
     limits = Limits(max_markets=settings.max_markets, max_age=timedelta(days=settings.retention_days))
-    servicer = IngestServicer(
-        writers, limits, settings.max_batch_snapshots, settings.max_in_flight_observations
-    )
+    servicer = IngestServicer(writers, limits, settings.max_batch_snapshots, settings.max_in_flight_observations)
     server = create_server(
         settings.listen,
         lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s),

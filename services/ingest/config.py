@@ -16,9 +16,7 @@ class IngestSettings(CommonSettings):
     # Comma-separated, ordered: position decides which events a writer owns.
     writers: str = "127.0.0.1:50052"
     writer_timeout_seconds: float = Field(30.0, gt=0)
-    writer_retry_seconds: float = Field(
-        30.0, ge=0, description="how long to keep retrying an unavailable writer"
-    )
+    writer_retry_seconds: float = Field(30.0, ge=0, description="how long to keep retrying an unavailable writer")
     max_batch_snapshots: int = Field(5000, ge=1)
     max_markets: int = Field(2000, ge=1)
     max_in_flight_observations: int = Field(2_000_000, ge=1)

@@ -58,9 +58,7 @@ class WriterClient:
             except grpc.aio.AioRpcError as exc:
                 # Retrying is safe even after a lost reply: a re-sent snapshot is superseded.
                 if exc.code() not in RETRYABLE or time.monotonic() + delay > deadline:
-                    raise WriterUnavailable(
-                        f"writer {self.address}: {exc.code().name}: {exc.details()}"
-                    ) from exc
+                    raise WriterUnavailable(f"writer {self.address}: {exc.code().name}: {exc.details()}") from exc
                 metrics.WRITER_RETRIES.labels(self.address, exc.code().name).inc()
                 logger.warning("writer %s %s, retrying in %.1fs", self.address, exc.code().name, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))
@@ -123,13 +121,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if not routed:
             metrics.SNAPSHOTS.labels("rejected").inc(len(snapshots))
             reasons = "; ".join(r.reason for r in results[:5] if r is not None)
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"no valid snapshot in the batch: {reasons}"
-            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no valid snapshot in the batch: {reasons}")
 
-        calls = [
-            self._writers[w].write([snapshots[i] for i in indices]) for w, indices in sorted(routed.items())
-        ]
+        calls = [self._writers[w].write([snapshots[i] for i in indices]) for w, indices in sorted(routed.items())]
         try:
             responses = await asyncio.gather(*calls)
         except WriterUnavailable as exc:

@@ -81,13 +81,9 @@ def validate(s: Snapshot, now: datetime, limits: Limits) -> None:
     if s.captured_at is None:
         raise Invalid("captured_at: required")
     if s.captured_at > now + limits.max_future:
-        raise Invalid(
-            f"captured_at: {s.captured_at.isoformat()} is more than {limits.max_future} in the future"
-        )
+        raise Invalid(f"captured_at: {s.captured_at.isoformat()} is more than {limits.max_future} in the future")
     if s.captured_at < now - limits.max_age:
-        raise Invalid(
-            f"captured_at: {s.captured_at.isoformat()} is older than the {limits.max_age.days}-day retention"
-        )
+        raise Invalid(f"captured_at: {s.captured_at.isoformat()} is older than the {limits.max_age.days}-day retention")
     if len(s.markets) > limits.max_markets:
         raise Invalid(f"markets: {len(s.markets)} markets, more than {limits.max_markets}")
     keys: set[tuple[str, float | None]] = set()

@@ -15,8 +15,6 @@ class WriterSettings(CommonSettings):
     listen: str = "127.0.0.1:50052"
     metrics_port: int = Field(0, ge=0, le=65535)
     home_bookmaker: str = "betpawa"
-    warm_days: float = Field(
-        3.0, gt=0, description="pairs written to within this many days are loaded at start"
-    )
+    warm_days: float = Field(3.0, gt=0, description="pairs written to within this many days are loaded at start")
     pool_size: int = Field(4, ge=1, le=64)
     database_wait_seconds: float = Field(60.0, gt=0)

@@ -7,9 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from oddstore.metrics import BATCH_SIZES
 from services.writer.change_detection import Counts
 
-BATCH_SNAPSHOTS = Histogram(
-    "oddstore_writer_batch_snapshots", "Snapshots per write batch", buckets=BATCH_SIZES
-)
+BATCH_SNAPSHOTS = Histogram("oddstore_writer_batch_snapshots", "Snapshots per write batch", buckets=BATCH_SIZES)
 BATCH_SECONDS = Histogram(
     "oddstore_writer_batch_seconds",
     "Time to apply and commit one batch",
@@ -21,9 +19,7 @@ HISTORY_ROWS = Counter("oddstore_writer_history_rows_total", "History rows appen
 ERRORS = Counter("oddstore_writer_errors_total", "Failed write batches", ["reason"])
 QUEUE_DEPTH = Gauge("oddstore_writer_queue_depth", "Batches waiting for or holding the write lock")
 TRACKED_MARKETS = Gauge("oddstore_writer_tracked_markets", "Markets whose last state is held in memory")
-PAIRS_LOADED = Counter(
-    "oddstore_writer_pairs_loaded_total", "Event/bookmaker states (re)loaded from the database"
-)
+PAIRS_LOADED = Counter("oddstore_writer_pairs_loaded_total", "Event/bookmaker states (re)loaded from the database")
 
 
 def record_batch(snapshots: int, counts: Counts, history_rows: int, seconds: float) -> None:

@@ -52,9 +52,7 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     proxied = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}"))
     writer = await writer_bootstrap.start(WriterSettings(database_url=proxied, listen="127.0.0.1:0"))
     ingest = await ingest_bootstrap.start(
-        IngestSettings(
-            listen="127.0.0.1:0", writers=f"127.0.0.1:{writer.server.port}", writer_retry_seconds=1.0
-        )
+        IngestSettings(listen="127.0.0.1:0", writers=f"127.0.0.1:{writer.server.port}", writer_retry_seconds=1.0)
     )
     s = Stack(ingest, writer, proxy)
     yield s
@@ -102,9 +100,7 @@ async def test_replayed_jsonl_lands_in_the_database(stack: Stack, migrated_dsn: 
         await conn.close()
 
 
-async def test_invalid_snapshots_are_rejected_by_name_and_never_partly_written(
-    stack: Stack, migrated_dsn: str
-) -> None:
+async def test_invalid_snapshots_are_rejected_by_name_and_never_partly_written(stack: Stack, migrated_dsn: str) -> None:
     good, bad, t = new_event_id(), new_event_id(), now()
     bad_market = market("5000", 2.5, (1.85, 0.5), ("Over", "Under"))
     response = await stack.submit(

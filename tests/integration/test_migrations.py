@@ -54,8 +54,7 @@ async def test_upgrade_to_head_creates_the_legacy_tables_with_seeds_and_14_day_r
         slugs = await conn.fetchval("SELECT array_agg(slug ORDER BY slug) FROM bookmakers")
         sports = await conn.fetchval("SELECT array_agg(slug) FROM sports")
         partitions = await conn.fetchval(
-            "SELECT array_agg(inhrelid::regclass::text) FROM pg_inherits"
-            " WHERE inhparent = 'odds_snapshots'::regclass"
+            "SELECT array_agg(inhrelid::regclass::text) FROM pg_inherits WHERE inhparent = 'odds_snapshots'::regclass"
         )
     finally:
         await conn.close()

@@ -42,9 +42,7 @@ async def current(pool: asyncpg.Pool, event_id: int) -> list[asyncpg.Record]:
     )
 
 
-async def test_resending_a_batch_adds_no_history_and_changes_nothing(
-    writer: Writer, pool: asyncpg.Pool
-) -> None:
+async def test_resending_a_batch_adds_no_history_and_changes_nothing(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
     batch = [snapshot(e, t, [market("3743"), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))])]
     first = await writer.write(batch)
@@ -70,9 +68,7 @@ async def test_a_late_older_snapshot_never_overwrites_current(writer: Writer, po
     assert len(await history(pool, e)) == 1
 
 
-async def test_snapshots_of_one_pair_in_one_batch_apply_in_captured_order(
-    writer: Writer, pool: asyncpg.Pool
-) -> None:
+async def test_snapshots_of_one_pair_in_one_batch_apply_in_captured_order(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
     batch = [
         snapshot(e, t + timedelta(minutes=10), [market(odds=(3.0, 3.0, 3.0))]),
@@ -89,9 +85,7 @@ async def test_snapshots_of_one_pair_in_one_batch_apply_in_captured_order(
     assert row["unavailable_at"] is None and row["last_updated_at"] == t + timedelta(minutes=10)
 
 
-async def test_a_market_that_disappears_and_returns_is_recorded_both_ways(
-    writer: Writer, pool: asyncpg.Pool
-) -> None:
+async def test_a_market_that_disappears_and_returns_is_recorded_both_ways(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
     ou = market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))
     await writer.write([snapshot(e, t, [market(), ou])])
@@ -103,9 +97,7 @@ async def test_a_market_that_disappears_and_returns_is_recorded_both_ways(
     await writer.write([snapshot(e, t + timedelta(minutes=10), [market(), ou])])
     back = {(r["market_id"], r["line"]): r for r in await current(pool, e)}[("5000", 2.5)]
     assert back["unavailable_at"] is None
-    ou_rows = [
-        (r["captured_at"] - t, r["available"]) for r in await history(pool, e) if r["market_id"] == "5000"
-    ]
+    ou_rows = [(r["captured_at"] - t, r["available"]) for r in await history(pool, e) if r["market_id"] == "5000"]
     assert ou_rows == [(timedelta(0), True), (timedelta(minutes=5), False), (timedelta(minutes=10), True)]
 
 
@@ -129,9 +121,7 @@ async def test_fifty_thousand_changed_markets_in_one_batch(writer: Writer, pool:
     moved = [market(str(10_000 + i), None, (1.6, 2.4), ("Yes", "No")) for i in range(1000)]
     results = await writer.write([snapshot(e, t + timedelta(minutes=5), moved) for e in events])
     assert sum(r.counts.changed for r in results) == 50_000
-    count = await pool.fetchval(
-        "SELECT count(*) FROM market_odds_history WHERE event_id = ANY($1::bigint[])", events
-    )
+    count = await pool.fetchval("SELECT count(*) FROM market_odds_history WHERE event_id = ANY($1::bigint[])", events)
     assert count == 100_000
 
 
@@ -145,9 +135,7 @@ async def test_a_missing_day_partition_is_created_on_demand(writer: Writer, pool
     assert len(await history(pool, e)) == 1
 
 
-async def test_a_naive_captured_at_is_rejected_and_nothing_written(
-    writer: Writer, pool: asyncpg.Pool
-) -> None:
+async def test_a_naive_captured_at_is_rejected_and_nothing_written(writer: Writer, pool: asyncpg.Pool) -> None:
     e = new_event_id()
     results = await writer.write([snapshot(e, datetime.now().replace(microsecond=0), [market()])])
     assert results[0].status is Status.REJECTED and "captured_at" in results[0].reason
@@ -172,17 +160,11 @@ async def test_two_writers_on_one_pair_reload_rather_than_trust_stale_memory(poo
     assert len(await history(pool, e)) == 3
 
 
-async def test_event_metadata_is_upserted_and_the_home_bookmaker_wins(
-    writer: Writer, pool: asyncpg.Pool
-) -> None:
+async def test_event_metadata_is_upserted_and_the_home_bookmaker_wins(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
-    await writer.write(
-        [snapshot(e, t, [market()], bookmaker="sportybet", tournament="EPL", country="England")]
-    )
+    await writer.write([snapshot(e, t, [market()], bookmaker="sportybet", tournament="EPL", country="England")])
     await writer.write([snapshot(e, t, [market()], bookmaker="betpawa", tournament="Premier League")])
-    await writer.write(
-        [snapshot(e, t + timedelta(minutes=1), [market()], bookmaker="bet9ja", tournament="X")]
-    )
+    await writer.write([snapshot(e, t + timedelta(minutes=1), [market()], bookmaker="bet9ja", tournament="X")])
     row = await pool.fetchrow(
         "SELECT t.name AS tournament, t.country, s.name AS sport, e.kickoff FROM events e"
         " JOIN tournaments t ON t.id = e.tournament_id JOIN sports s ON s.id = t.sport_id WHERE e.id = $1",
@@ -200,9 +182,7 @@ async def test_event_metadata_is_upserted_and_the_home_bookmaker_wins(
     ]  # fmt: skip
 
 
-async def test_a_sportradar_id_owned_by_another_event_rejects_the_snapshot(
-    writer: Writer, pool: asyncpg.Pool
-) -> None:
+async def test_a_sportradar_id_owned_by_another_event_rejects_the_snapshot(writer: Writer, pool: asyncpg.Pool) -> None:
     first, second, t = new_event_id(), new_event_id(), now()
     await writer.write([snapshot(first, t, [market()])])
     results = await writer.write([snapshot(second, t, [market()], sportradar_id=f"sr:match:{first}")])

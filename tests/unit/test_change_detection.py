@@ -87,9 +87,7 @@ def test_state_is_the_last_observation_and_history_holds_exactly_the_transitions
         observed = {k: enc(*v) for k, v in observation.items()}
         state, transitions, _ = detect(state, observed)
         for t in transitions:
-            history.setdefault(t.key, []).append(
-                (t.kind is not Kind.UNAVAILABLE, frozenset(codec.decode(t.outcomes)))
-            )
+            history.setdefault(t.key, []).append((t.kind is not Kind.UNAVAILABLE, frozenset(codec.decode(t.outcomes))))
         for key in KEYS:
             if key in observation:
                 now = (True, frozenset(codec.decode(observed[key])))

@@ -62,9 +62,7 @@ class FakeIngest(ingest_pb2_grpc.IngestServiceServicer):
                 )
                 continue
             if key in self.stored and self.stored[key] >= s.captured_at.ToNanoseconds():
-                results.append(
-                    snapshot_pb2.SnapshotResult(index=i, status=snapshot_pb2.SNAPSHOT_STATUS_SUPERSEDED)
-                )
+                results.append(snapshot_pb2.SnapshotResult(index=i, status=snapshot_pb2.SNAPSHOT_STATUS_SUPERSEDED))
                 continue
             markets = {(m.market_id, m.line if m.HasField("line") else None) for m in s.markets}
             before = self.markets.get(key, set())
@@ -73,9 +71,7 @@ class FakeIngest(ingest_pb2_grpc.IngestServiceServicer):
                 new=len(markets - before), unchanged=len(markets & before), unavailable=len(before - markets)
             )
             results.append(
-                snapshot_pb2.SnapshotResult(
-                    index=i, status=snapshot_pb2.SNAPSHOT_STATUS_ACCEPTED, counts=counts
-                )
+                snapshot_pb2.SnapshotResult(index=i, status=snapshot_pb2.SNAPSHOT_STATUS_ACCEPTED, counts=counts)
             )
         return ingest_pb2.SubmitSnapshotsResponse(results=results)
 
@@ -121,15 +117,11 @@ def write(tmp_path: Path, lines: list[str]) -> Path:
 async def run(path: Path, target: str, **options: Any) -> tuple[int, str, str]:
     batch_size = options.pop("batch_size", 2)
     out, err = io.StringIO(), io.StringIO()
-    code = await replay(
-        str(path), SubmitOptions(target=target, **options), batch_size=batch_size, out=out, err=err
-    )
+    code = await replay(str(path), SubmitOptions(target=target, **options), batch_size=batch_size, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
-async def test_results_are_tallied_and_malformed_lines_are_reported_by_line_number(
-    serve: Any, tmp_path: Path
-) -> None:
+async def test_results_are_tallied_and_malformed_lines_are_reported_by_line_number(serve: Any, tmp_path: Path) -> None:
     fake = FakeIngest(failures=[grpc.StatusCode.UNAVAILABLE])
     path = write(
         tmp_path,
@@ -152,10 +144,7 @@ async def test_results_are_tallied_and_malformed_lines_are_reported_by_line_numb
     assert "accepted:     3" in out
     assert "superseded:   2" in out
     assert "rejected:     1\n  line 5: bookmaker: unknown slug 'unknownbet'\n" in out
-    assert (
-        "malformed:    2\n  line 3: markets[0].outcomes[0].odds: expected a number\n  line 6: invalid JSON"
-        in out
-    )
+    assert "malformed:    2\n  line 3: markets[0].outcomes[0].odds: expected a number\n  line 6: invalid JSON" in out
     assert "changes:      new 6, changed 0, unchanged 2, unavailable 0, returned 0" in out
     assert "line 3: malformed: markets[0].outcomes[0].odds: expected a number" in err
     assert "lines read:   9" in out
@@ -168,9 +157,7 @@ async def test_a_clean_file_exits_zero(serve: Any, tmp_path: Path) -> None:
     assert "accepted:     5" in out and "rejected:     0" in out
 
 
-async def test_a_batch_the_server_refuses_as_a_whole_is_rejected_line_by_line(
-    serve: Any, tmp_path: Path
-) -> None:
+async def test_a_batch_the_server_refuses_as_a_whole_is_rejected_line_by_line(serve: Any, tmp_path: Path) -> None:
     path = write(
         tmp_path,
         [
@@ -182,9 +169,7 @@ async def test_a_batch_the_server_refuses_as_a_whole_is_rejected_line_by_line(
     code, out, _ = await run(path, await serve(FakeIngest()), batch_size=1)
     assert code == 1
     assert "accepted:     1" in out
-    assert (
-        "rejected:     2\n  line 2: no valid snapshot: bookmaker unknown\n  line 3: no valid snapshot" in out
-    )
+    assert "rejected:     2\n  line 2: no valid snapshot: bookmaker unknown\n  line 3: no valid snapshot" in out
 
 
 async def test_only_the_first_twenty_rejections_are_listed(serve: Any, tmp_path: Path) -> None:
@@ -196,9 +181,7 @@ async def test_only_the_first_twenty_rejections_are_listed(serve: Any, tmp_path:
     assert "  ... and 10 more" in out
 
 
-async def test_an_ingest_that_stays_unavailable_stops_the_replay_with_exit_two(
-    serve: Any, tmp_path: Path
-) -> None:
+async def test_an_ingest_that_stays_unavailable_stops_the_replay_with_exit_two(serve: Any, tmp_path: Path) -> None:
     fake = FakeIngest(failures=[grpc.StatusCode.UNAVAILABLE] * 1000)
     path = write(tmp_path, [snapshot_line(n) for n in range(1, 11)])
     code, out, err = await run(path, await serve(fake), retry_seconds=0.5, concurrency=1)
@@ -218,15 +201,11 @@ async def test_a_non_retryable_error_is_not_retried(serve: Any, tmp_path: Path) 
     assert "INTERNAL" in err
 
 
-async def test_pipelined_batches_never_let_a_newer_snapshot_overtake_an_older_one(
-    serve: Any, tmp_path: Path
-) -> None:
+async def test_pipelined_batches_never_let_a_newer_snapshot_overtake_an_older_one(serve: Any, tmp_path: Path) -> None:
     simulator = Simulator(2, seed=1)
     start = datetime(2026, 2, 24, 10, tzinfo=UTC)
     lines = [
-        json.dumps(snapshot_to_json(s))
-        for n in range(3)
-        for s in simulator.cycle(start + timedelta(minutes=5 * n))
+        json.dumps(snapshot_to_json(s)) for n in range(3) for s in simulator.cycle(start + timedelta(minutes=5 * n))
     ]
     fake = FakeIngest(slow_first=0.3)
     code, out, _ = await run(write(tmp_path, lines), await serve(fake), batch_size=4, concurrency=3)

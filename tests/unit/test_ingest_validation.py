@@ -23,9 +23,7 @@ def check(s) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_a_well_formed_snapshot_passes() -> None:
-    validate(
-        snapshot(1, now(), [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))]), now(), LIMITS
-    )
+    validate(snapshot(1, now(), [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))]), now(), LIMITS)
 
 
 @pytest.mark.parametrize("slug", ["BetPawa", "bet pawa", "", "b", "9ja", "bet-9ja"])
