@@ -24,6 +24,12 @@ from services.writer.change_detection import Counts, Kind, Known, MarketKey, det
 
 logger = logging.getLogger(__name__)
 
+# The change feed is PostgreSQL LISTEN/NOTIFY rather than a Redis stream: a notification sent inside
+# the batch transaction is delivered exactly when the batch commits and never when it rolls back, so
+# the feed cannot disagree with the database (a publish after commit can be lost to a crash in
+# between), it needs no second dependency on the write path, and the embedded PostgreSQL of
+# `make run` provides it. A listener that was disconnected resynchronises from market_odds_current
+# by last_updated_at; notifications carry keys, and readers load the committed rows.
 FEED_CHANNEL = "oddstore_changes"
 NOTIFY_PAYLOAD_BYTES = 7900  # PostgreSQL caps one notification at 8000 bytes
 
