@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from oddstore import logs
-from oddstore_cli import replay, simulate
+from oddstore_cli import replay, run, simulate
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -17,6 +17,7 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     replay.add_parser,
     simulate.add_parser,
+    run.add_parser,
 )
 
 

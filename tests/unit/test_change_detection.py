@@ -83,7 +83,10 @@ def test_state_is_the_last_observation_and_history_holds_exactly_the_transitions
     history: dict[MarketKey, list[tuple[bool, frozenset[tuple[str, int, bool]]]]] = {}
     reference: dict[MarketKey, list[tuple[bool, frozenset[tuple[str, int, bool]]]]] = {}
     last: dict[MarketKey, tuple[bool, frozenset[tuple[str, int, bool]]]] = {}
-    for observation in sequence:
+    # Every snapshot is followed by a re-scrape listing the same outcomes in reverse order, which
+    # must change nothing.
+    rescraped = [o for observation in sequence for o in (observation, {k: v[::-1] for k, v in observation.items()})]
+    for observation in rescraped:
         observed = {k: enc(*v) for k, v in observation.items()}
         state, transitions, _ = detect(state, observed)
         for t in transitions:
