@@ -210,6 +210,8 @@ def _assign_ports(preferred: Mapping[str, int]) -> dict[str, int]:
     with contextlib.ExitStack() as stack:
         for name in (f"{s.name}{suffix}" for s in SERVICES for suffix in ("_port", "_metrics_port")):
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            # As gRPC does: connections of our own last run left in TIME_WAIT do not make a port busy.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", preferred.get(name, 0)))
             except OSError:
