@@ -92,9 +92,9 @@ class ServiceProcess:
         logger.info("%s stopped (exit code %s)", self.name, self.process.returncode)
 
 
-async def wait_serving(service: ServiceProcess, port: int, timeout: float = 90.0) -> None:
+async def wait_serving(service: ServiceProcess, port: int, within: float = 90.0) -> None:
     """Polls the standard gRPC health service until the server reports SERVING."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
@@ -105,7 +105,7 @@ async def wait_serving(service: ServiceProcess, port: int, timeout: float = 90.0
                     logger.info("%s is SERVING on port %d", service.name, port)
                     return
             if time.monotonic() > deadline:
-                raise ServiceFailed(f"{service.name} not SERVING after {timeout:.0f}s:\n{service.log_tail()}")
+                raise ServiceFailed(f"{service.name} not SERVING after {within:.0f}s:\n{service.log_tail()}")
             await asyncio.sleep(0.2)
 
 

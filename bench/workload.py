@@ -42,9 +42,7 @@ class Workload:
     events: dict[int, snapshot_pb2.Event]  # every event any cycle mentions, for the baseline's FK rows
 
 
-def generate(
-    *, events: int, cycles: int, change_rate: float, seed: int, batch_size: int, start: datetime
-) -> Workload:
+def generate(*, events: int, cycles: int, change_rate: float, seed: int, batch_size: int, start: datetime) -> Workload:
     simulator = Simulator(events, seed=seed, change_rate=change_rate)
     made: list[Cycle] = []
     seen: dict[int, snapshot_pb2.Event] = {}

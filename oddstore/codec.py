@@ -22,6 +22,9 @@ _UNPACK_FROM = struct.Struct(">I").unpack_from
 # (name, milli_odds, is_active)
 DecodedOutcome = tuple[str, int, bool]
 
+# What encode() raises for odds or names it cannot store (negative, non-finite, too large).
+ENCODE_ERRORS = (ValueError, OverflowError, struct.error)
+
 
 def to_milli(odds: float) -> int:
     return round(odds * ODDS_SCALE)

@@ -37,20 +37,23 @@ def market_from_pb(m: pb.Market) -> Market:
     )
 
 
+def event_from_pb(e: pb.Event) -> Event:
+    return Event(
+        id=e.id,
+        sportradar_id=e.sportradar_id,
+        name=e.name,
+        home_team=e.home_team,
+        away_team=e.away_team,
+        kickoff=from_timestamp(e.kickoff) if e.HasField("kickoff") else None,
+        tournament=e.tournament,
+        country=e.country,
+        sport=e.sport,
+    )
+
+
 def snapshot_from_pb(s: pb.Snapshot) -> Snapshot:
-    e = s.event
     return Snapshot(
-        event=Event(
-            id=e.id,
-            sportradar_id=e.sportradar_id,
-            name=e.name,
-            home_team=e.home_team,
-            away_team=e.away_team,
-            kickoff=from_timestamp(e.kickoff) if e.HasField("kickoff") else None,
-            tournament=e.tournament,
-            country=e.country,
-            sport=e.sport,
-        ),
+        event=event_from_pb(s.event),
         bookmaker=s.bookmaker,
         external_event_id=s.external_event_id,
         captured_at=from_timestamp(s.captured_at) if s.HasField("captured_at") else None,

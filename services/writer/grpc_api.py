@@ -6,11 +6,13 @@ import logging
 
 import grpc
 
-from oddstore.convert import snapshot_from_pb
+from oddstore import codec
+from oddstore.convert import event_from_pb, from_timestamp, market_from_pb
 from oddstore.db import TRANSIENT_ERRORS
 from oddstore.v1 import snapshot_pb2, writer_pb2, writer_pb2_grpc
 from services.writer import metrics
-from services.writer.writer import Result, Status, Writer
+from services.writer.change_detection import MarketKey
+from services.writer.writer import Observed, Result, Status, Writer
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,36 @@ def result_to_pb(index: int, r: Result) -> snapshot_pb2.SnapshotResult:
     )
 
 
+def observed_from_pb(s: snapshot_pb2.Snapshot) -> Observed:
+    """Hot path: outcomes are encoded straight from protobuf and a market becomes a domain object
+    only if it changed (converting every market was 49 % of the writer's CPU, profiled)."""
+    outcomes: dict[MarketKey, bytes] = {}
+    by_key: dict[MarketKey, snapshot_pb2.Market] = {}
+    error = None
+    encode, scale = codec.encode, codec.ODDS_SCALE
+    for i, m in enumerate(s.markets):
+        key = (m.market_id, m.line if m.HasField("line") else None)
+        if key in outcomes:
+            error = f"markets[{i}]: duplicate market {key[0]!r} line {key[1]}"
+            break
+        try:
+            outcomes[key] = encode([(o.name, round(o.odds * scale), o.is_active) for o in m.outcomes])
+        except codec.ENCODE_ERRORS as exc:
+            error = f"markets[{i}] ({key[0]!r}): cannot store outcomes: {exc}"
+            break
+        by_key[key] = m
+    captured_at = from_timestamp(s.captured_at) if s.HasField("captured_at") else None
+    return Observed(
+        event_from_pb(s.event),
+        s.bookmaker,
+        s.external_event_id,
+        captured_at,
+        outcomes,
+        lambda key: market_from_pb(by_key[key]),
+        error,
+    )
+
+
 class WriterServicer(writer_pb2_grpc.WriterServiceServicer):
     def __init__(self, writer: Writer) -> None:
         self._writer = writer
@@ -44,7 +76,7 @@ class WriterServicer(writer_pb2_grpc.WriterServiceServicer):
     async def WriteBatch(
         self, request: writer_pb2.WriteBatchRequest, context: grpc.aio.ServicerContext
     ) -> writer_pb2.WriteBatchResponse:
-        snapshots = [snapshot_from_pb(s) for s in request.snapshots]
+        snapshots = [observed_from_pb(s) for s in request.snapshots]
         try:
             results = await self._writer.write(snapshots)
         except TRANSIENT_ERRORS as exc:

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import Enum
@@ -55,24 +55,38 @@ class PairState:
     markets: dict[MarketKey, Known]
 
 
-class InvalidSnapshot(ValueError):
-    pass
+@dataclass(slots=True)
+class Observed:
+    """A snapshot as the writer consumes it: every market's encoded outcomes by key, and the full
+    market converted only on demand, for the few that changed."""
+
+    event: Event
+    bookmaker: str
+    external_event_id: str
+    captured_at: datetime | None
+    outcomes: dict[MarketKey, bytes]
+    details: Callable[[MarketKey], Market]
+    error: str | None = None  # set when the snapshot cannot be applied (it is rejected whole)
 
 
-def observe(snapshot: Snapshot) -> tuple[dict[MarketKey, bytes], dict[MarketKey, Market]]:
-    """The markets of a snapshot keyed for change detection, with their encoded outcomes."""
-    observed: dict[MarketKey, bytes] = {}
+def observe(snapshot: Snapshot) -> Observed:
+    """Observed from a domain snapshot (the gRPC edge builds it straight from protobuf)."""
+    outcomes: dict[MarketKey, bytes] = {}
     markets: dict[MarketKey, Market] = {}
+    error = None
     for i, m in enumerate(snapshot.markets):
         key = (m.market_id, m.line)
-        if key in observed:
-            raise InvalidSnapshot(f"markets[{i}]: duplicate market {m.market_id!r} line {m.line}")
+        if key in outcomes:
+            error = f"markets[{i}]: duplicate market {m.market_id!r} line {m.line}"
+            break
         try:
-            observed[key] = codec.encode((o.name, codec.to_milli(o.odds), o.is_active) for o in m.outcomes)
-        except (ValueError, OverflowError) as exc:
-            raise InvalidSnapshot(f"markets[{i}] ({m.market_id!r}): {exc}") from exc
+            outcomes[key] = codec.encode([(o.name, codec.to_milli(o.odds), o.is_active) for o in m.outcomes])
+        except codec.ENCODE_ERRORS as exc:
+            error = f"markets[{i}] ({m.market_id!r}): cannot store outcomes: {exc}"
+            break
         markets[key] = m
-    return observed, markets
+    s = snapshot
+    return Observed(s.event, s.bookmaker, s.external_event_id, s.captured_at, outcomes, markets.__getitem__, error)
 
 
 class Writer:
@@ -105,33 +119,31 @@ class Writer:
         metrics.TRACKED_MARKETS.set(self.tracked_markets)
         return self.tracked_markets
 
-    async def write(self, snapshots: Sequence[Snapshot]) -> list[Result]:
+    async def write_snapshots(self, snapshots: Sequence[Snapshot]) -> list[Result]:
+        return await self.write([observe(s) for s in snapshots])
+
+    async def write(self, snapshots: Sequence[Observed]) -> list[Result]:
         results: list[Result | None] = [None] * len(snapshots)
-        observed: dict[int, tuple[dict[MarketKey, bytes], dict[MarketKey, Market]]] = {}
         by_pair: dict[repo.Pair, list[int]] = defaultdict(list)
         for i, s in enumerate(snapshots):
-            try:
-                if s.captured_at is None or s.captured_at.tzinfo is None:
-                    raise InvalidSnapshot("captured_at: missing or without time zone")
-                observed[i] = observe(s)
-            except InvalidSnapshot as exc:
-                results[i] = Result(Status.REJECTED, reason=str(exc))
-                continue
-            by_pair[(s.event.id, s.bookmaker)].append(i)
+            if s.error is None and (s.captured_at is None or s.captured_at.tzinfo is None):
+                s.error = "captured_at: missing or without time zone"
+            if s.error is not None:
+                results[i] = Result(Status.REJECTED, reason=s.error)
+            else:
+                by_pair[(s.event.id, s.bookmaker)].append(i)
         if by_pair:
             metrics.QUEUE_DEPTH.inc()
             try:
                 async with self._lock:
-                    await self._apply(snapshots, observed, by_pair, results)
+                    await self._apply(snapshots, by_pair, results)
             finally:
                 metrics.QUEUE_DEPTH.dec()
-        done = [r if r is not None else Result(Status.REJECTED, reason="not processed") for r in results]
-        return done
+        return [r if r is not None else Result(Status.REJECTED, reason="not processed") for r in results]
 
     async def _apply(
         self,
-        snapshots: Sequence[Snapshot],
-        observed: dict[int, tuple[dict[MarketKey, bytes], dict[MarketKey, Market]]],
+        snapshots: Sequence[Observed],
         by_pair: dict[repo.Pair, list[int]],
         results: list[Result | None],
     ) -> None:
@@ -164,15 +176,14 @@ class Writer:
                     if state.captured_at is not None and at <= state.captured_at:
                         results[i] = Result(Status.SUPERSEDED)
                         continue
-                    seen, markets = observed[i]
-                    new_markets, transitions, counts = detect(state.markets, seen)
+                    new_markets, transitions, counts = detect(state.markets, s.outcomes)
                     for t in transitions:
                         ck = (pair, t.key)
                         market_id, line = t.key
                         if t.kind is Kind.UNAVAILABLE:
                             unavailable[ck] = (event_id, slug, market_id, line, at, state.captured_at)
                         else:
-                            m = markets[t.key]
+                            m = s.details(t.key)
                             upserts[ck] = (
                                 event_id, slug, market_id, line, m.market_name, m.handicap_type,
                                 m.handicap_home, m.handicap_away, "\x1f".join(m.market_groups),
@@ -235,7 +246,7 @@ class Writer:
         return working
 
     async def _check_events(
-        self, conn: asyncpg.Connection, snapshots: Sequence[Snapshot], by_pair: dict[repo.Pair, list[int]]
+        self, conn: asyncpg.Connection, snapshots: Sequence[Observed], by_pair: dict[repo.Pair, list[int]]
     ) -> dict[int, str]:
         """Snapshots whose sportradar id already belongs to another event are rejected whole."""
         claims: dict[str, int] = {}
@@ -259,7 +270,7 @@ class Writer:
         return rejected
 
     async def _write_metadata(
-        self, conn: asyncpg.Connection, applied: list[Snapshot]
+        self, conn: asyncpg.Connection, applied: list[Observed]
     ) -> tuple[dict[int, tuple[Any, ...]], dict[repo.Pair, str]]:
         """Upserts sports, tournaments, events and event_bookmakers for what changed since the last
         write (kept in memory, so steady scraping of known events costs no metadata statements)."""
