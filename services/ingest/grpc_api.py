@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import grpc
 
-from oddstore.convert import snapshot_from_pb
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2, writer_pb2, writer_pb2_grpc
 from services.ingest import metrics
 from services.ingest.routing import writer_index
@@ -110,7 +109,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         routed: dict[int, list[int]] = defaultdict(list)
         for i, pb in enumerate(snapshots):
             try:
-                validate(snapshot_from_pb(pb), now, self._limits)
+                validate(pb, now, self._limits)
             except Invalid as exc:
                 reason = f"snapshot {i} (event {pb.event.id}, bookmaker {pb.bookmaker!r}): {exc}"
                 results[i] = snapshot_pb2.SnapshotResult(

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from oddstore.model import Outcome
+from oddstore.convert import snapshot_to_pb
+from oddstore.model import Outcome, Snapshot
 from services.ingest.routing import writer_index
 from services.ingest.validation import Invalid, Limits, validate
 from tests.factories import event, market, now, snapshot
@@ -16,14 +17,18 @@ from tests.factories import event, market, now, snapshot
 LIMITS = Limits()
 
 
-def check(s) -> str:  # type: ignore[no-untyped-def]
+def check(s: Snapshot) -> str:
     with pytest.raises(Invalid) as failure:
-        validate(s, now(), LIMITS)
+        validate(snapshot_to_pb(s), now(), LIMITS)
     return str(failure.value)
 
 
+def ok(s: Snapshot) -> None:
+    validate(snapshot_to_pb(s), now(), LIMITS)
+
+
 def test_a_well_formed_snapshot_passes() -> None:
-    validate(snapshot(1, now(), [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))]), now(), LIMITS)
+    ok(snapshot(1, now(), [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))]))
 
 
 @pytest.mark.parametrize("slug", ["BetPawa", "bet pawa", "", "b", "9ja", "bet-9ja"])
@@ -44,7 +49,7 @@ def test_odds_must_be_finite_prices_of_at_least_one(odds: float) -> None:
 
 
 def test_zero_odds_mark_an_outcome_without_a_price() -> None:
-    validate(snapshot(1, now(), [market(odds=(0.0, 3.4, 3.5))]), now(), LIMITS)
+    ok(snapshot(1, now(), [market(odds=(0.0, 3.4, 3.5))]))
 
 
 def test_empty_market_ids_and_outcome_names_are_rejected() -> None:
@@ -60,12 +65,12 @@ def test_duplicate_markets_and_outcomes_inside_one_snapshot_are_rejected() -> No
 
 
 def test_the_same_market_without_a_line_and_at_line_zero_are_not_duplicates() -> None:
-    validate(snapshot(1, now(), [market("3774", None), market("3774", 0.0)]), now(), LIMITS)
+    ok(snapshot(1, now(), [market("3774", None), market("3774", 0.0)]))
 
 
 def test_captured_at_may_not_be_far_in_the_future_nor_past_retention() -> None:
     assert check(snapshot(1, now() + timedelta(minutes=6), [market()])).startswith("captured_at:")
-    validate(snapshot(1, now() + timedelta(minutes=4), [market()]), now(), LIMITS)
+    ok(snapshot(1, now() + timedelta(minutes=4), [market()]))
     assert "retention" in check(snapshot(1, now() - timedelta(days=15), [market()]))
     assert check(replace(snapshot(1, now(), [market()]), captured_at=None)) == "captured_at: required"
 
