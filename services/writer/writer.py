@@ -98,7 +98,8 @@ class Writer:
         # database stays the judge: each batch compares these times with latest_snapshots under a
         # row lock and reloads any pair that another writer (or a lost commit) moved.
         self._pairs: dict[repo.Pair, PairState] = {}
-        self._events: dict[int, tuple[Any, ...]] = {}
+        self._events: dict[int, tuple[Any, ...]] = {}  # metadata last written from the home bookmaker
+        self._created: set[int] = set()  # events known to exist (created from a competitor's snapshot)
         self._links: dict[repo.Pair, str] = {}
         self._partitions: set[date] = set()
         # Batches are applied one at a time: the in-memory state must advance in commit order.
@@ -211,13 +212,14 @@ class Writer:
                     [p[1] for p in advanced],
                     list(advanced.values()),
                 )
-            event_cache, link_cache = await self._write_metadata(conn, [snapshots[i] for i in applied])
+            home_rows, created, link_cache = await self._write_metadata(conn, [snapshots[i] for i in applied])
             if history:
                 await conn.execute(repo.NOTIFY, FEED_CHANNEL, feed_payloads(history))
 
         # Committed: only now does the in-memory state move.
         self._pairs.update(working)
-        self._events.update(event_cache)
+        self._events.update(home_rows)
+        self._created.update(created)
         self._links.update(link_cache)
         total = Counts()
         for i in applied:
@@ -271,7 +273,7 @@ class Writer:
 
     async def _write_metadata(
         self, conn: asyncpg.Connection, applied: list[Observed]
-    ) -> tuple[dict[int, tuple[Any, ...]], dict[repo.Pair, str]]:
+    ) -> tuple[dict[int, tuple[Any, ...]], set[int], dict[repo.Pair, str]]:
         """Upserts sports, tournaments, events and event_bookmakers for what changed since the last
         write (kept in memory, so steady scraping of known events costs no metadata statements)."""
         home: dict[int, tuple[Any, ...]] = {}
@@ -282,7 +284,7 @@ class Writer:
             if s.bookmaker == self._home:
                 if self._events.get(s.event.id) != row:
                     home[s.event.id] = row
-            elif s.event.id not in self._events:
+            elif s.event.id not in self._events and s.event.id not in self._created:
                 other.setdefault(s.event.id, row)
             if self._links.get((s.event.id, s.bookmaker)) != s.external_event_id:
                 links[(s.event.id, s.bookmaker)] = s.external_event_id
@@ -305,8 +307,7 @@ class Writer:
                 [p[1] for p in links],
                 list(links.values()),
             )
-        cache = {**other, **home}
-        return cache, links
+        return home, set(other), links
 
 
 def event_row(e: Event) -> tuple[Any, ...]:

@@ -219,3 +219,15 @@ async def test_warm_up_loads_recent_state_so_unchanged_markets_need_no_reload(po
     assert await fresh.warm_up(datetime.now(UTC)) >= 1
     results = await fresh.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])
     assert results[0].counts.unchanged == 1 and len(await history(pool, e)) == 1
+
+
+async def test_after_a_restart_home_metadata_is_written_even_if_a_competitor_sent_the_same(pool: asyncpg.Pool) -> None:
+    e, t = new_event_id(), now()
+    await Writer(pool).write_snapshots([snapshot(e, t, [market()], tournament="Premier League")])
+    restarted = Writer(pool)
+    await restarted.write_snapshots([snapshot(e, t, [market()], bookmaker="sportybet", tournament="EPL")])
+    await restarted.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()], tournament="EPL")])
+    name = await pool.fetchval(
+        "SELECT t.name FROM events e JOIN tournaments t ON t.id = e.tournament_id WHERE e.id = $1", e
+    )
+    assert name == "EPL"
