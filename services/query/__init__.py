@@ -1,0 +1,1 @@
+"""Query service: current odds from the cache, history from the new and legacy tables."""

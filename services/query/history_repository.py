@@ -1,0 +1,331 @@
+"""SQL for history reads: the new market_odds_history table and the legacy snapshot tables, one query per source.
+
+Legacy timestamps without a time zone hold UTC: they are converted with AT TIME ZONE 'UTC' in SQL, and
+bounds are converted the other way so that the legacy indexes on captured_at stay usable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from oddstore import codec
+from services.query import odds
+from services.query.history import (
+    BookmakerMargins,
+    BookmakerMarkets,
+    BookmakerToKickoff,
+    MarketHistory,
+    MarketState,
+    OffsetOdds,
+    Point,
+    average_margins,
+    between,
+    latest,
+    merge,
+)
+
+BOOKMAKER_NAME = "SELECT name FROM bookmakers WHERE slug = $1"
+BOOKMAKER_NAMES = "SELECT slug, name FROM bookmakers WHERE slug = ANY($1::text[])"
+EVENT_KICKOFF = "SELECT kickoff FROM events WHERE id = $1::bigint"
+TOURNAMENT_EVENTS = "SELECT id FROM events WHERE tournament_id = $1::bigint"
+
+# `line IS NOT DISTINCT FROM $n`: a given line matches exactly, a NULL one only the line-less market.
+NEW_HISTORY = """
+SELECT captured_at, available, outcomes FROM market_odds_history
+WHERE event_id = $1::bigint AND bookmaker_slug = $2 AND market_id = $3 AND line IS NOT DISTINCT FROM $4::float8
+ORDER BY captured_at
+"""
+
+LEGACY_HISTORY = """
+SELECT s.captured_at, m.outcomes::text AS outcomes, m.unavailable_at AT TIME ZONE 'UTC' AS unavailable_at
+FROM odds_snapshots s
+JOIN bookmakers b ON b.id = s.bookmaker_id
+JOIN market_odds m ON m.snapshot_id = s.id
+WHERE s.event_id = $1::bigint AND b.slug = $2 AND m.betpawa_market_id = $3
+  AND m.line IS NOT DISTINCT FROM $4::float8
+UNION ALL
+SELECT cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text, cm.unavailable_at AT TIME ZONE 'UTC'
+FROM competitor_events ce
+JOIN competitor_odds_snapshots cs ON cs.competitor_event_id = ce.id
+JOIN competitor_market_odds cm ON cm.snapshot_id = cs.id
+WHERE ce.betpawa_event_id = $1::bigint AND ce.source = $2 AND cm.betpawa_market_id = $3
+  AND cm.line IS NOT DISTINCT FROM $4::float8
+ORDER BY 1
+"""
+
+# A market still available is confirmed by every later snapshot of its event and bookmaker.
+CURRENT = """
+SELECT c.outcomes, c.unavailable_at,
+       CASE WHEN c.unavailable_at IS NULL THEN greatest(c.last_confirmed_at, s.captured_at)
+            ELSE c.last_confirmed_at END AS confirmed_at
+FROM market_odds_current c
+LEFT JOIN latest_snapshots s ON s.event_id = c.event_id AND s.bookmaker_slug = c.bookmaker_slug
+WHERE c.event_id = $1::bigint AND c.bookmaker_slug = $2 AND c.market_id = $3
+  AND c.line IS NOT DISTINCT FROM $4::float8
+"""
+
+# The last point at or before $2 of every market of the event; names and groups from current state,
+# which the history table does not repeat.
+NEW_EVENT_AT = """
+WITH last AS (
+    SELECT DISTINCT ON (bookmaker_slug, market_id, line)
+           bookmaker_slug, market_id, line, captured_at, available, outcomes
+    FROM market_odds_history
+    WHERE event_id = $1::bigint AND captured_at <= $2::timestamptz
+    ORDER BY bookmaker_slug, market_id, line, captured_at DESC
+)
+SELECT l.*, c.market_name, c.market_groups
+FROM last l
+LEFT JOIN market_odds_current c ON c.event_id = $1::bigint AND c.bookmaker_slug = l.bookmaker_slug
+     AND c.market_id = l.market_id AND c.line IS NOT DISTINCT FROM l.line
+"""
+
+LEGACY_EVENT_AT = """
+SELECT DISTINCT ON (slug, market_id, line) *
+FROM (
+    SELECT b.slug, m.betpawa_market_id AS market_id, m.line, s.captured_at, m.outcomes::text AS outcomes,
+           m.unavailable_at AT TIME ZONE 'UTC' AS unavailable_at, m.betpawa_market_name AS market_name,
+           m.market_groups::text AS market_groups
+    FROM odds_snapshots s
+    JOIN bookmakers b ON b.id = s.bookmaker_id
+    JOIN market_odds m ON m.snapshot_id = s.id
+    WHERE s.event_id = $1::bigint AND s.captured_at <= $2::timestamptz
+    UNION ALL
+    SELECT ce.source, cm.betpawa_market_id, cm.line, cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text,
+           cm.unavailable_at AT TIME ZONE 'UTC', cm.betpawa_market_name, cm.market_groups::text
+    FROM competitor_events ce
+    JOIN competitor_odds_snapshots cs ON cs.competitor_event_id = ce.id
+    JOIN competitor_market_odds cm ON cm.snapshot_id = cs.id
+    WHERE ce.betpawa_event_id = $1::bigint AND cs.captured_at <= ($2::timestamptz AT TIME ZONE 'UTC')
+) x
+ORDER BY slug, market_id, line, captured_at DESC
+"""
+
+# For each event and offset, the last point at or before kickoff - offset, per bookmaker.
+_TARGETS = """
+WITH t AS (
+    SELECT e.id AS event_id, u.i::int AS i, e.kickoff - u.off AS at
+    FROM events e, unnest($2::interval[]) WITH ORDINALITY AS u(off, i)
+    WHERE e.id = ANY($1::bigint[])
+)
+"""
+
+NEW_AT_OFFSETS = (
+    _TARGETS
+    + """
+SELECT t.event_id, t.i, h.*
+FROM t CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (bookmaker_slug) bookmaker_slug, captured_at, available, outcomes
+    FROM market_odds_history
+    WHERE event_id = t.event_id AND market_id = $3 AND line IS NOT DISTINCT FROM $4::float8 AND captured_at <= t.at
+    ORDER BY bookmaker_slug, captured_at DESC
+) h
+"""
+)
+
+LEGACY_AT_OFFSETS = (
+    _TARGETS
+    + """
+SELECT t.event_id, t.i, l.*
+FROM t CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (slug) *
+    FROM (
+        SELECT b.slug, s.captured_at, m.outcomes::text AS outcomes,
+               m.unavailable_at AT TIME ZONE 'UTC' AS unavailable_at
+        FROM odds_snapshots s
+        JOIN bookmakers b ON b.id = s.bookmaker_id
+        JOIN market_odds m ON m.snapshot_id = s.id
+        WHERE s.event_id = t.event_id AND s.captured_at <= t.at
+          AND m.betpawa_market_id = $3 AND m.line IS NOT DISTINCT FROM $4::float8
+        UNION ALL
+        SELECT ce.source, cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text, cm.unavailable_at AT TIME ZONE 'UTC'
+        FROM competitor_events ce
+        JOIN competitor_odds_snapshots cs ON cs.competitor_event_id = ce.id
+        JOIN competitor_market_odds cm ON cm.snapshot_id = cs.id
+        WHERE ce.betpawa_event_id = t.event_id AND cs.captured_at <= (t.at AT TIME ZONE 'UTC')
+          AND cm.betpawa_market_id = $3 AND cm.line IS NOT DISTINCT FROM $4::float8
+    ) x
+    ORDER BY slug, captured_at DESC
+) l
+"""
+)
+
+
+class UnknownBookmaker(LookupError):
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"Bookmaker not found: {slug}")
+        self.slug = slug
+
+
+def _legacy_outcomes(raw: str) -> tuple[odds.Odds, ...]:
+    # Rounded to the thousandths the new table stores, so that the same price compares equal in both.
+    return tuple(
+        (str(o["name"]), codec.from_milli(codec.to_milli(float(o.get("odds") or 0))), bool(o.get("is_active", True)))
+        for o in json.loads(raw)
+    )
+
+
+def _new_point(row: asyncpg.Record) -> Point:
+    available: bool = row["available"]
+    # The history row of a disappearance is the moment the market became unavailable.
+    return Point(
+        row["captured_at"], tuple(odds.decode(row["outcomes"])), available, None if available else row["captured_at"]
+    )
+
+
+def _legacy_point(row: asyncpg.Record) -> Point:
+    unavailable_at: datetime | None = row["unavailable_at"]
+    return Point(row["captured_at"], _legacy_outcomes(row["outcomes"]), unavailable_at is None, unavailable_at)
+
+
+def _groups(raw: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):  # legacy json
+        parsed = json.loads(raw)
+        return None if parsed is None else tuple(str(g) for g in parsed)
+    return tuple(raw)
+
+
+class HistoryReader:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _names(self, conn: asyncpg.Connection, slugs: Iterable[str]) -> dict[str, str]:
+        rows = await conn.fetch(BOOKMAKER_NAMES, sorted(set(slugs)))
+        return {r["slug"]: r["name"] for r in rows}
+
+    async def market_history(
+        self,
+        event_id: int,
+        market_id: str,
+        bookmaker_slug: str,
+        line: float | None,
+        from_time: datetime | None,
+        to_time: datetime | None,
+    ) -> MarketHistory:
+        """Raises UnknownBookmaker; an unknown event or market has no points."""
+        args = (event_id, bookmaker_slug, market_id, line)
+        async with self._pool.acquire() as conn:
+            name = await conn.fetchval(BOOKMAKER_NAME, bookmaker_slug)
+            if name is None:
+                raise UnknownBookmaker(bookmaker_slug)
+            new_rows = await conn.fetch(NEW_HISTORY, *args)
+            legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
+            current = await conn.fetchrow(CURRENT, *args)
+        confirmation = None
+        if current is not None:
+            unavailable_at: datetime | None = current["unavailable_at"]
+            confirmation = Point(
+                current["confirmed_at"],
+                tuple(odds.decode(current["outcomes"])),
+                unavailable_at is None,
+                unavailable_at,
+                confirmed=True,
+            )
+        points = merge(map(_new_point, new_rows), map(_legacy_point, legacy_rows), confirmation)
+        return MarketHistory(
+            event_id, bookmaker_slug, name, market_id, line, tuple(between(points, from_time, to_time))
+        )
+
+    async def event_at(self, event_id: int, at: datetime) -> list[BookmakerMarkets]:
+        """Every market of the event at every bookmaker as it stood at `at`; markets not yet known are left out."""
+        async with self._pool.acquire() as conn:
+            new_rows = await conn.fetch(NEW_EVENT_AT, event_id, at)
+            legacy_rows = await conn.fetch(LEGACY_EVENT_AT, event_id, at)
+            names = await self._names(conn, [r["bookmaker_slug"] for r in new_rows] + [r["slug"] for r in legacy_rows])
+        new = {(r["bookmaker_slug"], r["market_id"], r["line"]): r for r in new_rows}
+        legacy = {(r["slug"], r["market_id"], r["line"]): r for r in legacy_rows}
+        by_bookmaker: dict[str, list[tuple[Point, MarketState]]] = defaultdict(list)
+        for key in sorted(new.keys() | legacy.keys(), key=lambda k: (k[0], k[1], k[2] is not None, k[2] or 0.0)):
+            slug, market_id, line = key
+            n, g = new.get(key), legacy.get(key)
+            state = latest(_new_point(n) if n else None, _legacy_point(g) if g else None)
+            assert state is not None
+            if n is not None and n["market_name"] is not None:  # the market has a current row
+                market_name, groups = n["market_name"], _groups(n["market_groups"])
+            elif g is not None:
+                market_name, groups = g["market_name"], _groups(g["market_groups"])
+            else:
+                market_name, groups = market_id, None
+            market = MarketState(
+                market_id, market_name, line, state.outcomes, state.available, state.unavailable_at, groups
+            )
+            by_bookmaker[slug].append((state, market))
+        return [
+            BookmakerMarkets(
+                slug,
+                names.get(slug, slug),
+                max(p.captured_at for p, _ in entries),
+                tuple(m for _, m in entries),
+            )
+            for slug, entries in by_bookmaker.items()
+        ]
+
+    async def _states_at_offsets(
+        self,
+        conn: asyncpg.Connection,
+        event_ids: list[int],
+        market_id: str,
+        line: float | None,
+        offsets: list[timedelta],
+    ) -> dict[tuple[int, str, int], Point]:
+        """(event_id, bookmaker_slug, offset index) -> the state at kickoff - offset, where one is known."""
+        args = (event_ids, offsets, market_id, line)
+        new_rows = await conn.fetch(NEW_AT_OFFSETS, *args)
+        legacy_rows = await conn.fetch(LEGACY_AT_OFFSETS, *args)
+        states: dict[tuple[int, str, int], Point] = {}
+        for r in legacy_rows:
+            states[(r["event_id"], r["slug"], r["i"] - 1)] = _legacy_point(r)
+        for r in new_rows:
+            key = (r["event_id"], r["bookmaker_slug"], r["i"] - 1)
+            state = latest(_new_point(r), states.get(key))
+            assert state is not None
+            states[key] = state
+        return states
+
+    async def time_to_kickoff(
+        self, event_id: int, market_id: str, line: float | None, offsets: Sequence[timedelta]
+    ) -> tuple[datetime | None, list[BookmakerToKickoff]]:
+        """The market's state at kickoff - offset per bookmaker that has any; kickoff None: unknown event."""
+        offsets = list(offsets)
+        async with self._pool.acquire() as conn:
+            kickoff: datetime | None = await conn.fetchval(EVENT_KICKOFF, event_id)
+            if kickoff is None:
+                return None, []
+            states = await self._states_at_offsets(conn, [event_id], market_id, line, offsets)
+            names = await self._names(conn, (slug for _, slug, _ in states))
+        result = []
+        for slug in sorted({slug for _, slug, _ in states}):
+            points = []
+            for i, offset in enumerate(offsets):
+                state = states.get((event_id, slug, i))
+                if state is None:
+                    points.append(OffsetOdds(offset, kickoff - offset, False, (), False))
+                else:
+                    points.append(OffsetOdds(offset, kickoff - offset, True, state.outcomes, state.available))
+            result.append(BookmakerToKickoff(slug, names.get(slug, slug), tuple(points)))
+        return kickoff, result
+
+    async def tournament_margin_to_kickoff(
+        self, tournament_id: int, market_id: str, line: float | None, offsets: Sequence[timedelta]
+    ) -> list[BookmakerMargins]:
+        """Per bookmaker and offset, the margin averaged over the tournament's events priced at that time."""
+        offsets = list(dict.fromkeys(offsets))  # a repeated offset would count every event twice
+        async with self._pool.acquire() as conn:
+            event_ids = [r["id"] for r in await conn.fetch(TOURNAMENT_EVENTS, tournament_id)]
+            states = await self._states_at_offsets(conn, event_ids, market_id, line, offsets)
+            names = await self._names(conn, (slug for _, slug, _ in states))
+        by_bookmaker: dict[str, list[OffsetOdds]] = defaultdict(list)
+        for (_, slug, i), state in states.items():
+            # `at` is per event and not needed for an average.
+            by_bookmaker[slug].append(OffsetOdds(offsets[i], state.captured_at, True, state.outcomes, state.available))
+        return [
+            BookmakerMargins(slug, names.get(slug, slug), average_margins(offsets, points))
+            for slug, points in sorted(by_bookmaker.items())
+        ]
