@@ -1,0 +1,1 @@
+"""HTTP gateway: the pawaRisk UI's events, history and health endpoints over the query service's gRPC API."""

@@ -1,0 +1,166 @@
+"""The gateway's one adapter: a grpc.aio client of QueryService with a deadline on every call.
+
+gRPC failures leave this module as the domain errors below, which app.py translates to HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from oddstore.grpc_server import client_options
+from oddstore.v1 import query_pb2, query_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+QUERY_SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
+
+
+class QueryError(Exception):
+    """A call to the query service failed; `message` is what the service (or the transport) said."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(QueryError):
+    pass
+
+
+class InvalidArgument(QueryError):
+    pass
+
+
+class Unavailable(QueryError):
+    """Transient: the service is down, overloaded or did not answer within the deadline."""
+
+
+class QueryFailed(QueryError):
+    """Any other status: a fault on the service side."""
+
+
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+def _translate(error: grpc.aio.AioRpcError, method: str, deadline: float) -> QueryError:
+    code = error.code()
+    details = error.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(details or "Not found")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(details or "Invalid argument")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return Unavailable(f"Query service did not answer {method} within {deadline:g} s")
+    if code in _TRANSIENT:
+        return Unavailable(f"Query service unavailable ({code.name}): {details}".rstrip(": "))
+    return QueryFailed(f"Query service failed {method} ({code.name}): {details}".rstrip(": "))
+
+
+@dataclass(frozen=True)
+class Health:
+    serving: bool
+    latency_ms: int
+    error: str | None
+
+
+class QueryClient:
+    """Created by bootstrap, opened in the app's lifespan (so the channel belongs to the serving event loop)."""
+
+    def __init__(self, address: str, deadline_seconds: float) -> None:
+        self.address = address
+        self.deadline = deadline_seconds
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+        self._health: Any = None
+
+    async def open(self) -> None:
+        """Idempotent; channels connect lazily, so this succeeds even while the service is down."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=client_options())
+            self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
+            self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+    async def _call(self, method: str, request: Any) -> Any:
+        if self._stub is None:
+            raise Unavailable("Query client is not open")
+        try:
+            return await getattr(self._stub, method)(request, timeout=self.deadline)
+        except grpc.aio.AioRpcError as error:
+            translated = _translate(error, method, self.deadline)
+            if isinstance(translated, Unavailable | QueryFailed):
+                logger.warning("%s failed: %s", method, translated.message)
+            raise translated from error
+
+    async def list_events(self, request: query_pb2.ListEventsRequest) -> query_pb2.ListEventsResponse:
+        response: query_pb2.ListEventsResponse = await self._call("ListEvents", request)
+        return response
+
+    async def get_event(self, event_id: int) -> query_pb2.EventDetail:
+        response: query_pb2.EventDetail = await self._call("GetEvent", query_pb2.GetEventRequest(event_id=event_id))
+        return response
+
+    async def count_alerts(self) -> int:
+        response: query_pb2.CountAlertsResponse = await self._call("CountAlerts", query_pb2.CountAlertsRequest())
+        return response.count
+
+    async def list_tournaments(self, availability: query_pb2.Availability.ValueType) -> list[query_pb2.Tournament]:
+        request = query_pb2.ListTournamentsRequest(availability=availability)
+        response: query_pb2.ListTournamentsResponse = await self._call("ListTournaments", request)
+        return list(response.tournaments)
+
+    async def list_countries(self, availability: query_pb2.Availability.ValueType) -> list[str]:
+        request = query_pb2.ListCountriesRequest(availability=availability)
+        response: query_pb2.ListCountriesResponse = await self._call("ListCountries", request)
+        return list(response.countries)
+
+    async def get_market_history(self, request: query_pb2.GetMarketHistoryRequest) -> query_pb2.MarketHistory:
+        response: query_pb2.MarketHistory = await self._call("GetMarketHistory", request)
+        return response
+
+    async def get_event_at(self, request: query_pb2.GetEventAtRequest) -> query_pb2.EventAt:
+        response: query_pb2.EventAt = await self._call("GetEventAt", request)
+        return response
+
+    async def get_time_to_kickoff(self, request: query_pb2.GetTimeToKickoffRequest) -> query_pb2.TimeToKickoff:
+        response: query_pb2.TimeToKickoff = await self._call("GetTimeToKickoff", request)
+        return response
+
+    async def get_tournament_margin_to_kickoff(
+        self, request: query_pb2.GetTournamentMarginToKickoffRequest
+    ) -> query_pb2.TournamentMarginToKickoff:
+        response: query_pb2.TournamentMarginToKickoff = await self._call("GetTournamentMarginToKickoff", request)
+        return response
+
+    async def health(self) -> Health:
+        """The query service's standard grpc.health.v1 status; never raises."""
+        if self._health is None:
+            return Health(False, 0, "Query client is not open")
+        start = time.perf_counter()
+        try:
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=QUERY_SERVICE_NAME), timeout=self.deadline
+            )
+        except grpc.aio.AioRpcError as error:
+            elapsed = round((time.perf_counter() - start) * 1000)
+            return Health(False, elapsed, f"{error.code().name}: {error.details() or ''}".rstrip(": "))
+        elapsed = round((time.perf_counter() - start) * 1000)
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            return Health(False, elapsed, f"query service {status}")
+        return Health(True, elapsed, None)
