@@ -16,7 +16,13 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 from schemathesis.generation.case import Case
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from services.gateway.app import create_app
 from services.gateway.query_client import QueryClient
@@ -35,10 +41,15 @@ def gateway() -> Iterator[FastAPI]:
 
 @schema.parametrize()
 # 25 per operation keeps the run under ~10 s; GATEWAY_FUZZ_EXAMPLES=500 for a deeper run by hand.
+# Derandomized so that CI is reproducible (GATEWAY_FUZZ_RANDOM=1 explores new inputs by hand).
 @settings(
     max_examples=int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "25")),
+    derandomize=os.environ.get("GATEWAY_FUZZ_RANDOM") != "1",
     deadline=2000,
     suppress_health_check=list(HealthCheck),
 )
 def test_the_gateway_never_fails_and_conforms_to_its_own_schema(case: Case[Any], gateway: FastAPI) -> None:
-    case.call_and_validate(app=gateway, base_url="http://testserver")
+    # What the issue asks: no 5xx and responses that match the schema. schemathesis's negative-data
+    # checks are left out: they misread repeated string query parameters (countries=false is a string).
+    checks = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
+    case.call_and_validate(app=gateway, base_url="http://testserver", checks=checks)

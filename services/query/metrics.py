@@ -1,0 +1,17 @@
+"""Prometheus metrics of the query service (requests are counted by the shared gRPC interceptor)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CACHE_EVENTS = Gauge("oddstore_query_cache_events", "Events held in the current-odds cache")
+CACHE_MARKETS = Gauge("oddstore_query_cache_markets", "Current markets held in the cache")
+WARM_UP_SECONDS = Gauge("oddstore_query_warm_up_seconds", "Time the last cache warm-up took")
+FEED_LAG_SECONDS = Histogram(
+    "oddstore_query_feed_lag_seconds",
+    "From a change's capture time to the cache applying it",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+FEED_NOTIFICATIONS = Counter("oddstore_query_feed_notifications_total", "Change-feed notifications applied")
+RESYNCS = Counter("oddstore_query_resyncs_total", "Resynchronisations after a lost change-feed connection")
+FALLBACKS = Counter("oddstore_query_fallbacks_total", "Reads answered from PostgreSQL on a cache miss", ["kind"])

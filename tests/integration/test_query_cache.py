@@ -1,0 +1,168 @@
+"""The query cache against real PostgreSQL: warm-up, freshness through the change feed, ordering,
+and resynchronisation after the feed connection is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from services.query.cache import CurrentMarket, OddsCache
+from services.query.feed import Feed
+from services.writer import repository as writer_repo
+from services.writer.writer import Writer
+from tests.factories import market, new_event_id, now, snapshot
+
+
+@pytest.fixture
+async def pool(migrated_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(migrated_dsn, min_size=1, max_size=4)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def feed(pool: asyncpg.Pool, migrated_dsn: str) -> AsyncIterator[Feed]:
+    f = Feed(pool, migrated_dsn, OddsCache(), timedelta(hours=2))
+    await f.start()
+    yield f
+    await f.stop()
+
+
+def cache_of(feed: Feed) -> OddsCache:
+    return feed._cache
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 1.0) -> float:
+    """Waits until `check()` holds; returns how long it took."""
+    started = time.perf_counter()
+    while not check():
+        if time.perf_counter() - started > seconds:
+            raise AssertionError(f"not true within {seconds}s")
+        await asyncio.sleep(0.005)
+    return time.perf_counter() - started
+
+
+def odds_of(cache: OddsCache, event_id: int, slug: str, key: tuple[str, float | None]) -> bytes | None:
+    m = cache.books_of(event_id).get(slug, None)
+    found = m.markets.get(key) if m is not None else None
+    return found.outcomes if found is not None else None
+
+
+async def test_warm_up_loads_events_in_the_horizon_with_metadata_markets_and_snapshot_times(
+    pool: asyncpg.Pool, migrated_dsn: str
+) -> None:
+    upcoming, old = new_event_id(), new_event_id()
+    t = now() - timedelta(minutes=10)
+    writer = Writer(pool)
+    await writer.write_snapshots([
+        snapshot(upcoming, t, [market(), market("5000", 2.5, (1.9, 1.95), ("Over", "Under"))], country="Spain"),
+        snapshot(upcoming, t, [market()], bookmaker="sportybet"),
+        snapshot(old, t, [market()], kickoff=now() - timedelta(hours=3)),
+    ])  # fmt: skip
+    await writer.write_snapshots([snapshot(upcoming, t + timedelta(minutes=5), [market()], bookmaker="sportybet")])
+
+    cache = OddsCache()
+    await Feed(pool, migrated_dsn, cache, timedelta(hours=2)).warm_up()
+
+    assert old not in cache.events  # kicked off more than two hours ago
+    e = cache.events[upcoming]
+    assert (e.tournament_name, e.tournament_country, e.sport_name) == ("Premier League", "Spain", "Football")
+    assert [link.slug for link in e.links] == ["betpawa", "sportybet"]
+    assert [link.name for link in e.links] == ["BetPawa", "SportyBet"]
+    books = cache.books_of(upcoming)
+    assert set(books["betpawa"].markets) == {("3743", None), ("5000", 2.5)}
+    assert books["betpawa"].snapshot_time == t
+    assert books["sportybet"].snapshot_time == t + timedelta(minutes=5)  # confirmed, unchanged since t
+
+
+async def test_a_write_is_visible_in_the_cache_through_the_feed_within_a_second(pool: asyncpg.Pool, feed: Feed) -> None:
+    e, t = new_event_id(), now() - timedelta(minutes=10)
+    writer = Writer(pool)
+    await writer.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
+    cache = cache_of(feed)
+    took = await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None)
+    assert cache.events[e].home_team == f"Home {e}"  # a new event comes with its metadata
+    first = odds_of(cache, e, "betpawa", ("3743", None))
+
+    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=1), [market(odds=(2.5, 3.0, 3.0))])])
+    took = max(took, await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) != first))
+    assert took < 1.0
+
+    # The market disappears: kept, flagged unavailable, and the event becomes an alert.
+    await writer.write_snapshots(
+        [snapshot(e, t + timedelta(minutes=2), [market("3795", None, (1.8, 1.9), ("Yes", "No"))])]
+    )
+    await eventually(lambda: cache.books_of(e)["betpawa"].unavailable == 1)
+    gone = cache.books_of(e)["betpawa"].markets[("3743", None)]
+    assert gone.unavailable_at == t + timedelta(minutes=2)
+    assert cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=2)
+
+
+async def test_the_feed_never_applies_an_older_state_over_a_newer_one(pool: asyncpg.Pool, feed: Feed) -> None:
+    e, t = new_event_id(), now() - timedelta(minutes=10)
+    writer = Writer(pool)
+    await writer.write_snapshots([snapshot(e, t, [market()])])
+    cache = cache_of(feed)
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None)
+    # The cache already holds a state newer than anything in the database (as if a later change
+    # had been applied before an earlier notification's reload came back).
+    newer = CurrentMarket("newer", None, b"", t + timedelta(hours=1), t + timedelta(hours=1), None)
+    assert cache.put_market(e, "betpawa", ("3743", None), newer)
+
+    await feed.apply([f'[[{e}, "betpawa", "3743", null, {int(t.timestamp() * 1000)}]]'])
+    assert cache.books_of(e)["betpawa"].markets[("3743", None)] is newer
+
+
+async def test_after_the_feed_connection_is_dropped_resync_picks_up_writes_made_meanwhile(
+    pool: asyncpg.Pool, feed: Feed, migrated_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e, late, t = new_event_id(), new_event_id(), now() - timedelta(minutes=10)
+    writer = Writer(pool)
+    await writer.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
+    cache = cache_of(feed)
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None)
+    before = odds_of(cache, e, "betpawa", ("3743", None))
+
+    # These writes commit but their notifications never reach the cache (the listener is gone):
+    # a changed market, and a new event whose snapshot is older than ones already seen.
+    monkeypatch.setattr(writer_repo, "NOTIFY", "SELECT $1::text, $2::text[]")
+    await writer.write_snapshots([
+        snapshot(e, t + timedelta(minutes=1), [market(odds=(1.5, 4.0, 6.0))]),
+        snapshot(late, t - timedelta(hours=1), [market()], bookmaker="bet9ja"),
+    ])  # fmt: skip
+    await asyncio.sleep(0.1)
+    assert odds_of(cache, e, "betpawa", ("3743", None)) == before
+
+    resyncs = REGISTRY.get_sample_value("oddstore_query_resyncs_total") or 0
+    pid = feed.listener_pid
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) != before, seconds=5)
+    await eventually(lambda: odds_of(cache, late, "bet9ja", ("3743", None)) is not None, seconds=5)
+    assert feed.listener_pid not in (None, pid)
+    await asyncio.sleep(0.2)
+    assert REGISTRY.get_sample_value("oddstore_query_resyncs_total") == resyncs + 1  # one loss, one resync
+
+    # And the new connection receives notifications again.
+    monkeypatch.undo()
+    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=2), [market(odds=(1.7, 4.0, 5.0))])])
+    await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=2))
+
+
+async def test_the_sweep_drops_events_two_hours_after_kickoff(pool: asyncpg.Pool, migrated_dsn: str) -> None:
+    e = new_event_id()
+    await Writer(pool).write_snapshots([snapshot(e, now() - timedelta(minutes=5), [market()], kickoff=now())])
+    cache = OddsCache()
+    feed = Feed(pool, migrated_dsn, cache, timedelta(hours=2))
+    await feed.warm_up()
+    assert e in cache.events
+    markets = cache.market_count
+    feed._clock = lambda: now() + timedelta(hours=2, seconds=1)
+    assert feed.sweep() >= 1
+    assert e not in cache.events and cache.market_count < markets
