@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -49,6 +50,7 @@ class Service:
     name: str
     module: str
     env: Mapping[str, str]
+    http_health: str | None = None  # a path to GET for 200, for HTTP services; otherwise gRPC health on *_LISTEN
 
 
 # In start order: each reports SERVING before the next starts, so a service may depend on those above it.
@@ -71,6 +73,25 @@ SERVICES: tuple[Service, ...] = (
             "INGEST_METRICS_PORT": "{ingest_metrics_port}",
         },
     ),
+    Service(
+        "query",
+        "services.query.main",
+        {
+            "DATABASE_URL": "{dsn}",
+            "QUERY_LISTEN": "127.0.0.1:{query_port}",
+            "QUERY_METRICS_PORT": "{query_metrics_port}",
+        },
+    ),
+    Service(
+        "gateway",
+        "services.gateway.main",
+        {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": "{gateway_port}",
+            "GATEWAY_QUERY_ADDRESS": "127.0.0.1:{query_port}",
+        },
+        http_health="/api/health",
+    ),
 )
 
 
@@ -87,6 +108,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--seed", type=int, default=0, help="random seed of the simulator (0)")
     parser.add_argument("--cycles", type=positive_int, default=None, help="stop by itself after this many cycles")
     parser.add_argument("--ingest-port", type=int, default=50051, help="ingest port if free, else any free one (50051)")
+    parser.add_argument("--gateway-port", type=int, default=8000, help="gateway port if free, else any free one (8000)")
     parser.add_argument("--data-dir", type=Path, default=Path(".data"), help="embedded database and logs (.data)")
     parser.set_defaults(handler=command)
 
@@ -155,7 +177,7 @@ async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, stopp
     progress.history_base, progress.history_exact = await _history_rows_before(conn)
     children: list[Child] = []
     stack.push_async_callback(_stop_children, children)
-    ports = _assign_ports({"ingest_port": args.ingest_port})
+    ports = _assign_ports({"ingest_port": args.ingest_port, "gateway_port": args.gateway_port})
     for service in SERVICES:
         if stopping.is_set():
             return _stopped_early()
@@ -169,6 +191,7 @@ async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, stopp
         f"ingest {ingest}, up in {time.monotonic() - progress.started:.1f} s; service logs in {data_dir / 'logs'}",
         file=sys.stderr,
     )
+    print(f"gateway http://127.0.0.1:{ports['gateway_port']}/api/events (OpenAPI at /docs)", file=sys.stderr)
     simulator = Simulator(args.events, seed=args.seed)
     async with Submitter(SubmitOptions(target=ingest)) as submitter:
         writer_metrics = ports["writer_metrics_port"]
@@ -236,13 +259,18 @@ async def _start_child(service: Service, values: Mapping[str, object], log_dir: 
             # the services, instead of the services draining while we still submit.
             process_group=0,
         )
-    listen = next(v for k, v in env.items() if k.endswith("_LISTEN"))
-    return Child(service, process, listen, log_path)
+    if service.http_health:
+        address = f"{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}"
+    else:
+        address = next(v for k, v in env.items() if k.endswith("_LISTEN"))
+    return Child(service, process, address, log_path)
 
 
 async def _wait_healthy(child: Child, stopping: asyncio.Event) -> None:
     """Polls the standard health service until SERVING; RunError if the child exits or takes too long."""
     name, deadline = child.service.name, time.monotonic() + HEALTH_TIMEOUT
+    if child.service.http_health:
+        return await _wait_http(child, stopping, deadline)
     async with grpc.aio.insecure_channel(child.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while not stopping.is_set():
@@ -262,6 +290,23 @@ async def _wait_healthy(child: Child, stopping: asyncio.Event) -> None:
                     f"{name} did not report SERVING on {child.address} within {HEALTH_TIMEOUT:.0f} s; "
                     f"tail of {child.log_path}:\n{child.tail()}"
                 )
+            await asyncio.sleep(0.1)
+
+
+async def _wait_http(child: Child, stopping: asyncio.Event, deadline: float) -> None:
+    url = f"http://{child.address}{child.service.http_health}"
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while not stopping.is_set():
+            if child.process.returncode is not None:
+                raise RunError(
+                    f"{child.service.name} exited with code {child.process.returncode} while starting; "
+                    f"tail of {child.log_path}:\n{child.tail()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RunError(f"{child.service.name} did not answer {url} within {HEALTH_TIMEOUT:.0f} s")
             await asyncio.sleep(0.1)
 
 
