@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/oddstore/v1/*.proto)
 GEN_STAMP := oddstore/v1/.generated
 
-.PHONY: setup proto run test test-fast lint format bench-write clean
+.PHONY: setup proto run test test-fast lint format bench-write bench-read clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -43,6 +43,9 @@ test-fast: setup
 
 bench-write: setup
 	$(PY) -m bench.write $(BENCH_ARGS)
+
+bench-read: setup
+	$(PY) -m bench.read $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data oddstore/v1/*_pb2*.py* $(GEN_STAMP)
