@@ -15,6 +15,7 @@ from services.query.cache import OddsCache
 from services.query.config import QuerySettings
 from services.query.feed import Feed
 from services.query.grpc_api import QueryServicer
+from services.query.history_cache import HistoryCache, connect
 from services.query.history_repository import HistoryReader
 
 logger = logging.getLogger(__name__)
@@ -28,22 +29,17 @@ class QueryApp:
     cache: OddsCache
     feed: Feed
     pool: asyncpg.Pool
+    history: HistoryCache
 
     async def stop(self, grace: float) -> None:
         await self.server.stop(grace)
         await self.feed.stop()
+        await self.history.close()
         await self.pool.close()
 
 
 async def start(settings: QuerySettings) -> QueryApp:
     """Opens the pool, starts the server as NOT_SERVING, warms the cache, then reports SERVING."""
-    if settings.redis_url:
-        # Redis is deliberately not used. The current-odds cache is per replica and fed by
-        # PostgreSQL's LISTEN, so replicas share nothing that Redis would carry; a shared cache of
-        # history results would need invalidation from the same feed to never serve anything staler
-        # than the database, for reads that are one indexed query each. Revisit if history reads
-        # measure above their 25 ms p99 target.
-        logger.info("REDIS_URL is set but the query service does not use Redis")
     pool = await db.create_pool(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
@@ -52,7 +48,19 @@ async def start(settings: QuerySettings) -> QueryApp:
         pool, settings.database_url, cache, timedelta(hours=settings.cache_horizon_hours),
         sweep_seconds=settings.sweep_seconds,
     )  # fmt: skip
-    servicer = QueryServicer(cache, pool, HistoryReader(pool), feed.cutoff)
+    # The current-odds cache stays per replica, fed by PostgreSQL's LISTEN (see services/writer/writer.py for
+    # why the feed is not a Redis stream); what replicas share through Redis is merged history, the read that
+    # costs the database most. Without REDIS_URL, or with Redis down, history is read from PostgreSQL.
+    reader = HistoryReader(pool)
+    redis = None
+    if settings.redis_url:
+        redis = connect(settings.redis_url, settings.redis_connect_timeout_seconds, settings.redis_timeout_seconds)
+        logger.info("merged history shared through Redis (entries kept %d s)", settings.redis_ttl_seconds)
+    history = HistoryCache(
+        reader, redis, lambda event_id: event_id in cache.events,
+        ttl_seconds=settings.redis_ttl_seconds, backoff_seconds=settings.redis_backoff_seconds,
+    )  # fmt: skip
+    servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history)
     server = create_server(
         settings.listen, lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s), [SERVICE_NAME]
     )
@@ -62,13 +70,14 @@ async def start(settings: QuerySettings) -> QueryApp:
         await feed.start()
     except BaseException:
         await server.stop(0)
+        await history.close()
         await pool.close()
         raise
     # The warmed cache lives as long as the process: keep the cyclic collector from rescanning it.
     runtime.freeze_long_lived()
     logger.info("query on port %d, %d events and %d markets cached", server.port, len(cache.events), cache.market_count)
     await server.set_serving(True)
-    return QueryApp(server, cache, feed, pool)
+    return QueryApp(server, cache, feed, pool, history)
 
 
 async def run(settings: QuerySettings) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from oddstore.config import DEFAULT_DATABASE_URL, CommonSettings
@@ -12,11 +14,25 @@ class QuerySettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="QUERY_", frozen=True, extra="ignore", populate_by_name=True)
 
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
-    # Accepted so deployments can set it, but not used: see bootstrap.start for why.
+    # Unset: no Redis at all. Set: merged history is shared through it (history_cache.py); reads never need it.
     redis_url: str | None = Field(None, alias="REDIS_URL")
+    redis_ttl_seconds: int = Field(3600, ge=1)
+    # Short, so that a Redis that hangs costs a read little more than one that refuses.
+    redis_connect_timeout_seconds: float = Field(0.05, gt=0)
+    redis_timeout_seconds: float = Field(0.1, gt=0)
+    redis_backoff_seconds: float = Field(1.0, ge=0, description="Redis is not tried for this long after an error")
     listen: str = "127.0.0.1:50053"
     metrics_port: int = Field(0, ge=0, le=65535)
     cache_horizon_hours: float = Field(2.0, gt=0, description="events stay cached until this long after kickoff")
     sweep_seconds: float = Field(60.0, gt=0)
     pool_size: int = Field(8, ge=1, le=64)
     database_wait_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {value!r}")
+        return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -144,6 +144,25 @@ class CompetitorEvent:
     external_event_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class CompetitorMarket:
+    """A competitor_market_odds row (unavailable_at as aware UTC)."""
+
+    market_name: str
+    outcomes: list[odds.Odds]
+    unavailable_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompetitorBook:
+    """The latest competitor_odds_snapshots row of one competitor event: its captured_at (aware UTC),
+    whether it holds any market row at all, and its rows of the inline market ids."""
+
+    snapshot_time: datetime
+    has_odds: bool
+    markets: Mapping[MarketKey, CompetitorMarket]
+
+
 BooksOf = Callable[[int], Mapping[str, Book]]
 
 
@@ -161,18 +180,22 @@ def market_view(key: MarketKey, m: CurrentMarket) -> MarketView:
     )
 
 
-def inline_markets(book: Book) -> list[MarketView]:
-    views = []
+def inline_keys(keys: Collection[MarketKey]) -> list[MarketKey]:
+    """§1.2: the keys among `keys` (a market mapping's keys) shown inline, in INLINE_MARKETS order."""
+    chosen: list[MarketKey] = []
     for market_id in INLINE_MARKETS:
         wanted_line = INLINE_LINES.get(market_id)
         if wanted_line is not None:
-            m = book.markets.get((market_id, wanted_line))
-            if m is not None:
-                views.append(market_view((market_id, wanted_line), m))
+            if (market_id, wanted_line) in keys:
+                chosen.append((market_id, wanted_line))
             continue
         # Without a required line every line of the market is kept; in practice these have none.
-        views.extend(market_view(key, m) for key, m in book.markets.items() if key[0] == market_id)
-    return views
+        chosen.extend(key for key in keys if key[0] == market_id)
+    return chosen
+
+
+def inline_markets(book: Book) -> list[MarketView]:
+    return [market_view(key, book.markets[key]) for key in inline_keys(book.markets)]
 
 
 def detail_markets(book: Book) -> list[MarketView]:
@@ -291,15 +314,29 @@ def competitor_page(
     q: EventQuery,
     now: datetime,
     tournament_keys: Sequence[tuple[str, str | None]] | None,
+    books: Mapping[int, CompetitorBook] | None = None,
 ) -> Page:
-    """§1 competitor mode over legacy competitor-only events. `tournament_keys` are the (name,
-    country) pairs of the requested BetPawa tournament ids (None when none were requested);
-    min_bookmakers is ignored, as the contract says."""
+    """§1 competitor mode in one step, for callers that already hold the odds (`books`, by
+    competitor event id); the service selects first and loads odds for the page only."""
+    groups, total = select_competitor(rows, q, now, tournament_keys)
+    return Page([competitor_view(g, books or {}) for g in groups], total)
+
+
+def select_competitor(
+    rows: Sequence[CompetitorEvent],
+    q: EventQuery,
+    now: datetime,
+    tournament_keys: Sequence[tuple[str, str | None]] | None,
+) -> tuple[list[list[CompetitorEvent]], int]:
+    """§1 competitor mode over legacy competitor-only events: the page of records grouped by
+    Sportradar id (primary first), sorted by kickoff, and the number of groups before pagination.
+    `tournament_keys` are the (name, country) pairs of the requested BetPawa tournament ids (None
+    when none were requested); min_bookmakers is ignored, as the contract says."""
     wanted = None
     if tournament_keys is not None:
         wanted = {(n.lower(), c.lower() if c is not None else None) for n, c in tournament_keys}
         if not wanted:
-            return Page([], 0)
+            return [], 0
     countries = _lowered(q.countries)
     by_sportradar: dict[str, list[CompetitorEvent]] = {}
     for r in rows:
@@ -320,26 +357,54 @@ def competitor_page(
         if countries and (r.tournament_country or "").lower() not in countries:
             continue
         by_sportradar.setdefault(r.sportradar_id, []).append(r)
-    views = [_competitor_view(group) for group in by_sportradar.values()]
-    views.sort(key=lambda v: (v.kickoff, v.id))
+    groups = [sorted(g, key=lambda r: (r.source != PRIMARY_COMPETITOR, r.id)) for g in by_sportradar.values()]
+    groups.sort(key=lambda g: (g[0].kickoff, -g[0].id))  # the order of the views' (kickoff, id)
     start = (q.page - 1) * q.page_size
-    return Page(views[start : start + q.page_size], len(views))
+    return groups[start : start + q.page_size], len(groups)
 
 
-def _competitor_view(group: list[CompetitorEvent]) -> EventView:
-    group = sorted(group, key=lambda r: (r.source != PRIMARY_COMPETITOR, r.id))
-    primary = group[0]
-    bookmakers = [
-        BookmakerView(
-            slug=r.source,
-            name=COMPETITOR_NAMES.get(r.source, r.source),
-            external_event_id=r.external_event_id,
-            has_odds=False,
-            inline=[],
-            snapshot_time=None,
+def competitor_ids(groups: Iterable[Sequence[CompetitorEvent]]) -> list[int]:
+    """Every competitor event id of a page: the records whose odds it shows."""
+    return [r.id for g in groups for r in g]
+
+
+def competitor_inline(book: CompetitorBook) -> list[MarketView]:
+    """§1.2 over a competitor's latest legacy snapshot: the same markets and shape as betpawa mode."""
+    views = []
+    for key in inline_keys(book.markets):
+        m = book.markets[key]
+        views.append(
+            MarketView(
+                market_id=key[0],
+                market_name=m.market_name,
+                line=key[1],
+                outcomes=m.outcomes,
+                margin=odds.margin(m.outcomes),
+                market_groups=None,
+                available=m.unavailable_at is None,
+                unavailable_since=m.unavailable_at,
+            )
         )
-        for r in group
-    ]
+    return views
+
+
+def competitor_view(group: Sequence[CompetitorEvent], books: Mapping[int, CompetitorBook]) -> EventView:
+    """One competitor-only event: `group` is its records, primary first; `books` the latest
+    snapshot of each record that has one, by competitor event id."""
+    primary = group[0]
+    bookmakers = []
+    for r in group:
+        book = books.get(r.id)
+        bookmakers.append(
+            BookmakerView(
+                slug=r.source,
+                name=COMPETITOR_NAMES.get(r.source, r.source),
+                external_event_id=r.external_event_id,
+                has_odds=book is not None and book.has_odds,
+                inline=competitor_inline(book) if book is not None else [],
+                snapshot_time=book.snapshot_time if book is not None else None,
+            )
+        )
     return EventView(
         id=-primary.id,
         sportradar_id=primary.sportradar_id,

@@ -162,17 +162,22 @@ class Feed:
         """Reloads the notified keys from market_odds_current (set-based) and applies the newer
         states; the notified events' metadata and latest_snapshots times come along."""
         keys: dict[tuple[int, str, MarketKey], int] = {}
+        notified: set[int] = set()
+        newest = 0
         for payload in payloads:
             for event_id, slug, market_id, line, at_ms in json.loads(payload):
-                k = (event_id, slug, (market_id, line))
-                keys[k] = max(keys.get(k, 0), at_ms)
-        if not keys:
+                notified.add(event_id)
+                newest = max(newest, at_ms)
+                if market_id is not None:  # else a snapshot without changes: only its time moved
+                    k = (event_id, slug, (market_id, line))
+                    keys[k] = max(keys.get(k, 0), at_ms)
+        if not notified:
             return 0
         metrics.FEED_NOTIFICATIONS.inc(len(payloads))
-        event_ids = sorted({k[0] for k in keys})
+        event_ids = sorted(notified)
         async with self._pool.acquire() as conn:
             events = await repo.events_by_id(conn, event_ids)
-            rows = await repo.markets_by_key(conn, list(keys))
+            rows = await repo.markets_by_key(conn, list(keys)) if keys else []
             snapshots = await repo.snapshots_of(conn, event_ids)
         cache, cutoff = self._cache, self.cutoff()
         for info in events:
@@ -182,7 +187,7 @@ class Feed:
         for event_id, slug, captured_at in snapshots:
             cache.confirm(event_id, slug, captured_at)
         now_ms = time.time() * 1000
-        metrics.FEED_LAG_SECONDS.observe(max(0.0, now_ms - max(keys.values())) / 1000)
+        metrics.FEED_LAG_SECONDS.observe(max(0.0, now_ms - newest) / 1000)
         self._record_size()
         return applied
 

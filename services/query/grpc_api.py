@@ -19,6 +19,7 @@ from services.query import events, history, metrics
 from services.query import repository as repo
 from services.query.cache import Book, EventInfo, OddsCache
 from services.query.events import EventQuery, InvalidQuery, Mode
+from services.query.history_cache import HistoryCache
 from services.query.history_repository import HistoryReader, UnknownBookmaker
 from services.query.odds import Odds
 
@@ -149,11 +150,19 @@ def _offsets(seconds: Iterable[int]) -> tuple[timedelta, ...]:
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     def __init__(
-        self, cache: OddsCache, pool: asyncpg.Pool, reader: HistoryReader, cutoff: Clock, clock: Clock = _now
+        self,
+        cache: OddsCache,
+        pool: asyncpg.Pool,
+        reader: HistoryReader,
+        cutoff: Clock,
+        clock: Clock = _now,
+        *,
+        history: HistoryCache | None = None,
     ) -> None:
         self._cache = cache
         self._pool = pool
         self._reader = reader
+        self._history = history if history is not None else HistoryCache(reader, None, lambda _: False)
         self._cutoff = cutoff  # events with kickoff at or before it are not in the cache
         self._clock = clock
 
@@ -203,7 +212,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self, request: pb.GetMarketHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.MarketHistory:
         async def work() -> pb.MarketHistory:
-            h = await self._reader.market_history(
+            h = await self._history.market_history(
                 request.event_id,
                 request.market_id,
                 request.bookmaker_slug,
@@ -317,8 +326,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if q.mode is Mode.COMPETITOR:
             keys = await repo.tournament_keys(self._pool, sorted(q.tournament_ids)) if q.tournament_ids else None
             rows = await repo.competitor_events(self._pool, q.lower_bound(now), q.kickoff_to)
-            found = events.competitor_page(rows, q, now, keys)
-            return pb.ListEventsResponse(events=[event_to_pb(e) for e in found.events], total=found.total)
+            groups, total = events.select_competitor(rows, q, now, keys)
+            books = await repo.competitor_latest_odds(self._pool, events.competitor_ids(groups))  # the page only
+            views = [events.competitor_view(g, books) for g in groups]
+            return pb.ListEventsResponse(events=[event_to_pb(e) for e in views], total=total)
 
         cache = self._cache
         candidates: Iterable[EventInfo] = cache.events.values()

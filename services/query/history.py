@@ -125,10 +125,28 @@ def merge(new_points: Iterable[Point], legacy_points: Iterable[Point], confirmat
     seen = {(p.captured_at, _odds_key(p)) for p in new}
     legacy = [p for p in collapse(legacy_points) if (p.captured_at, _odds_key(p)) not in seen]
     # Stable sort: at an equal time a legacy point goes before a new one (the older source first).
-    points = sorted(legacy + new, key=lambda p: p.captured_at)
+    return with_confirmation(sorted(legacy + new, key=lambda p: p.captured_at), confirmation)
+
+
+def with_confirmation(points: list[Point], confirmation: Point | None) -> list[Point]:
+    """`points` (merged, sorted) followed by the confirmation when it is later than the last point or there is none."""
     if confirmation is not None and (not points or confirmation.captured_at > points[-1].captured_at):
-        points.append(confirmation)
+        return [*points, confirmation]
     return points
+
+
+def confirmation_point(
+    outcomes: tuple[Odds, ...],
+    unavailable_at: datetime | None,
+    last_confirmed_at: datetime,
+    snapshot_at: datetime | None,
+) -> Point:
+    """The contract's trailing "confirmed" point from a market's current state: a market still available is
+    confirmed by every later snapshot of its event and bookmaker (`snapshot_at`, from latest_snapshots)."""
+    confirmed_at = last_confirmed_at
+    if unavailable_at is None and snapshot_at is not None and snapshot_at > confirmed_at:
+        confirmed_at = snapshot_at
+    return Point(confirmed_at, outcomes, unavailable_at is None, unavailable_at, confirmed=True)
 
 
 def between(points: Iterable[Point], from_time: datetime | None, to_time: datetime | None) -> list[Point]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -25,11 +26,12 @@ from services.query.history import (
     Point,
     average_margins,
     between,
+    confirmation_point,
     latest,
     merge,
+    with_confirmation,
 )
 
-BOOKMAKER_NAME = "SELECT name FROM bookmakers WHERE slug = $1"
 BOOKMAKER_NAMES = "SELECT slug, name FROM bookmakers WHERE slug = ANY($1::text[])"
 EVENT_KICKOFF = "SELECT kickoff FROM events WHERE id = $1::bigint"
 TOURNAMENT_EVENTS = "SELECT id FROM events WHERE tournament_id = $1::bigint"
@@ -58,15 +60,15 @@ WHERE ce.betpawa_event_id = $1::bigint AND ce.source = $2 AND cm.betpawa_market_
 ORDER BY 1
 """
 
-# A market still available is confirmed by every later snapshot of its event and bookmaker.
+# The bookmaker's name and the market's current row with its pair's latest snapshot time, in one round
+# trip: no row means an unknown bookmaker, a NULL last_updated_at a market without a current row.
 CURRENT = """
-SELECT c.outcomes, c.unavailable_at,
-       CASE WHEN c.unavailable_at IS NULL THEN greatest(c.last_confirmed_at, s.captured_at)
-            ELSE c.last_confirmed_at END AS confirmed_at
-FROM market_odds_current c
+SELECT b.name, c.outcomes, c.unavailable_at, c.last_confirmed_at, c.last_updated_at, s.captured_at AS snapshot_at
+FROM bookmakers b
+LEFT JOIN market_odds_current c ON c.event_id = $1::bigint AND c.bookmaker_slug = b.slug AND c.market_id = $3
+     AND c.line IS NOT DISTINCT FROM $4::float8
 LEFT JOIN latest_snapshots s ON s.event_id = c.event_id AND s.bookmaker_slug = c.bookmaker_slug
-WHERE c.event_id = $1::bigint AND c.bookmaker_slug = $2 AND c.market_id = $3
-  AND c.line IS NOT DISTINCT FROM $4::float8
+WHERE b.slug = $2
 """
 
 # The last point at or before $2 of every market of the event; names and groups from current state,
@@ -192,6 +194,63 @@ def _groups(raw: Sequence[str] | str | None) -> tuple[str, ...] | None:
     return tuple(raw)
 
 
+@dataclass(frozen=True, slots=True)
+class CurrentState:
+    """A market's row in market_odds_current, with the latest snapshot time of its event and bookmaker."""
+
+    outcomes: tuple[odds.Odds, ...]
+    unavailable_at: datetime | None
+    last_confirmed_at: datetime
+    last_updated_at: datetime  # moves with every history row the writer adds for the market
+    snapshot_at: datetime | None
+
+    def confirmation(self) -> Point:
+        return confirmation_point(self.outcomes, self.unavailable_at, self.last_confirmed_at, self.snapshot_at)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketChanges:
+    """One market's merged change points (new and legacy, without the confirmation) and its current state."""
+
+    bookmaker_name: str
+    points: tuple[Point, ...]
+    current: CurrentState | None
+
+    def history(
+        self,
+        event_id: int,
+        market_id: str,
+        bookmaker_slug: str,
+        line: float | None,
+        from_time: datetime | None,
+        to_time: datetime | None,
+    ) -> MarketHistory:
+        confirmation = None if self.current is None else self.current.confirmation()
+        points = with_confirmation(list(self.points), confirmation)
+        return MarketHistory(
+            event_id, bookmaker_slug, self.bookmaker_name, market_id, line, tuple(between(points, from_time, to_time))
+        )
+
+
+MarketArgs = tuple[int, str, str, float | None]  # (event_id, bookmaker_slug, market_id, line), as the SQL takes them
+
+
+async def _current(conn: asyncpg.Connection, args: MarketArgs) -> tuple[str, CurrentState | None]:
+    row = await conn.fetchrow(CURRENT, *args)
+    if row is None:
+        raise UnknownBookmaker(args[1])
+    if row["last_updated_at"] is None:
+        return row["name"], None
+    current = CurrentState(
+        tuple(odds.decode(row["outcomes"])),
+        row["unavailable_at"],
+        row["last_confirmed_at"],
+        row["last_updated_at"],
+        row["snapshot_at"],
+    )
+    return row["name"], current
+
+
 class HistoryReader:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -210,28 +269,29 @@ class HistoryReader:
         to_time: datetime | None,
     ) -> MarketHistory:
         """Raises UnknownBookmaker; an unknown event or market has no points."""
+        changes = await self.market_changes(event_id, market_id, bookmaker_slug, line)
+        return changes.history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+
+    async def market_changes(
+        self, event_id: int, market_id: str, bookmaker_slug: str, line: float | None
+    ) -> MarketChanges:
+        """Raises UnknownBookmaker. One snapshot (repeatable read) for every query, so that the current row's
+        last_updated_at stamps exactly these points: the writer adds a market's history rows in the
+        transaction that moves it, and a cache keyed by it (history_cache.py) depends on that."""
         args = (event_id, bookmaker_slug, market_id, line)
-        async with self._pool.acquire() as conn:
-            name = await conn.fetchval(BOOKMAKER_NAME, bookmaker_slug)
-            if name is None:
-                raise UnknownBookmaker(bookmaker_slug)
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            name, current = await _current(conn, args)
             new_rows = await conn.fetch(NEW_HISTORY, *args)
             legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
-            current = await conn.fetchrow(CURRENT, *args)
-        confirmation = None
-        if current is not None:
-            unavailable_at: datetime | None = current["unavailable_at"]
-            confirmation = Point(
-                current["confirmed_at"],
-                tuple(odds.decode(current["outcomes"])),
-                unavailable_at is None,
-                unavailable_at,
-                confirmed=True,
-            )
-        points = merge(map(_new_point, new_rows), map(_legacy_point, legacy_rows), confirmation)
-        return MarketHistory(
-            event_id, bookmaker_slug, name, market_id, line, tuple(between(points, from_time, to_time))
-        )
+        points = merge(map(_new_point, new_rows), map(_legacy_point, legacy_rows), None)
+        return MarketChanges(name, tuple(points), current)
+
+    async def market_current(
+        self, event_id: int, market_id: str, bookmaker_slug: str, line: float | None
+    ) -> tuple[str, CurrentState | None]:
+        """The bookmaker's name and the market's current state (None: no current row); raises UnknownBookmaker."""
+        async with self._pool.acquire() as conn:
+            return await _current(conn, (event_id, bookmaker_slug, market_id, line))
 
     async def event_at(self, event_id: int, at: datetime) -> list[BookmakerMarkets]:
         """Every market of the event at every bookmaker as it stood at `at`; markets not yet known are left out."""

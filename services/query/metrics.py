@@ -15,3 +15,12 @@ FEED_LAG_SECONDS = Histogram(
 FEED_NOTIFICATIONS = Counter("oddstore_query_feed_notifications_total", "Change-feed notifications applied")
 RESYNCS = Counter("oddstore_query_resyncs_total", "Resynchronisations after a lost change-feed connection")
 FALLBACKS = Counter("oddstore_query_fallbacks_total", "Reads answered from PostgreSQL on a cache miss", ["kind"])
+REDIS_HITS = Counter("oddstore_query_redis_hits_total", "History reads answered from Redis at the database's version")
+REDIS_MISSES = Counter(
+    "oddstore_query_redis_misses_total",
+    "History reads Redis could not answer: no entry (absent) or one older than the database (stale)",
+    ["reason"],
+)
+REDIS_ERRORS = Counter(
+    "oddstore_query_redis_errors_total", "Failed Redis operations (the read went to PostgreSQL)", ["operation"]
+)

@@ -3,14 +3,17 @@ and the legacy competitor-only events. Bookmakers are always joined by slug, nev
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from oddstore import codec
 from services.query.cache import Book, EventInfo, Link, MarketKey, Pair, market_from_row
-from services.query.events import CompetitorEvent
+from services.query.events import INLINE_MARKETS, CompetitorBook, CompetitorEvent, CompetitorMarket
+from services.query.odds import Odds
 
 _EVENTS = """
 SELECT e.id, e.sportradar_id, e.name, e.home_team, e.away_team, e.kickoff, e.created_at,
@@ -71,6 +74,25 @@ JOIN competitor_tournaments ct ON ct.id = ce.tournament_id
 JOIN sports s ON s.id = ct.sport_id
 WHERE ce.betpawa_event_id IS NULL AND ce.deleted_at IS NULL
   AND ($1::timestamp IS NULL OR ce.kickoff >= $1) AND ($2::timestamp IS NULL OR ce.kickoff <= $2)
+"""
+# The latest snapshot of each competitor event of a page, whether it has any market row, and its rows
+# of the inline market ids (none: one row of NULLs). A LATERAL LIMIT 1 per id walks the
+# (competitor_event_id, captured_at) index backwards; DISTINCT ON would sort every snapshot of the
+# page's events (measured: 85 ms against 2.4 ms for 150 events with 1,000 snapshots each).
+COMPETITOR_LATEST_ODDS = """
+SELECT l.competitor_event_id, l.captured_at AT TIME ZONE 'UTC', l.has_odds,
+       m.betpawa_market_id, m.line, m.betpawa_market_name, m.outcomes::text, m.unavailable_at AT TIME ZONE 'UTC'
+FROM unnest($1::int[]) AS p(id)
+CROSS JOIN LATERAL (
+    SELECT s.id, s.competitor_event_id, s.captured_at,
+           EXISTS (SELECT 1 FROM competitor_market_odds a WHERE a.snapshot_id = s.id) AS has_odds
+    FROM competitor_odds_snapshots s
+    WHERE s.competitor_event_id = p.id
+    ORDER BY s.captured_at DESC, s.id DESC
+    LIMIT 1
+) l
+LEFT JOIN competitor_market_odds m ON m.snapshot_id = l.id AND m.betpawa_market_id = ANY($2::text[])
+ORDER BY l.competitor_event_id, m.id
 """
 TOURNAMENT_KEYS = "SELECT id, name, country FROM tournaments WHERE id = ANY($1::bigint[])"
 # §4 competitor mode: BetPawa tournaments named like a competitor tournament with upcoming
@@ -203,6 +225,32 @@ async def competitor_events(
         )
         for r in rows
     ]
+
+
+def legacy_outcomes(raw: str | None) -> list[Odds]:
+    """A legacy outcomes JSON array of {name, odds, is_active}, odds rounded to the thousandths the
+    new tables store (as the history reads do, so the list and the history dialog agree)."""
+    parsed = json.loads(raw) if raw is not None else None
+    return [
+        (str(o["name"]), codec.from_milli(codec.to_milli(float(o.get("odds") or 0))), bool(o.get("is_active", True)))
+        for o in parsed or ()
+    ]
+
+
+async def competitor_latest_odds(
+    pool: asyncpg.Pool, competitor_event_ids: Sequence[int], market_ids: Sequence[str] = INLINE_MARKETS
+) -> dict[int, CompetitorBook]:
+    """The latest legacy snapshot of each competitor event that has one, with its rows of
+    `market_ids`, in one query for all the ids. A key repeated within a snapshot keeps its last row."""
+    if not competitor_event_ids:
+        return {}
+    rows = await pool.fetch(COMPETITOR_LATEST_ODDS, sorted(set(competitor_event_ids)), list(market_ids))
+    found: dict[int, tuple[datetime, bool, dict[MarketKey, CompetitorMarket]]] = {}
+    for event_id, captured_at, has_odds, market_id, line, name, outcomes, unavailable_at in rows:
+        _, _, markets = found.setdefault(event_id, (captured_at, has_odds, {}))
+        if market_id is not None:
+            markets[(market_id, line)] = CompetitorMarket(name, legacy_outcomes(outcomes), unavailable_at)
+    return {event_id: CompetitorBook(t, has_odds, markets) for event_id, (t, has_odds, markets) in found.items()}
 
 
 async def tournament_keys(pool: asyncpg.Pool, ids: Sequence[int]) -> list[tuple[str, str | None]]:

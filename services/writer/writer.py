@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import Enum
@@ -213,8 +213,8 @@ class Writer:
                     list(advanced.values()),
                 )
             home_rows, created, link_cache = await self._write_metadata(conn, [snapshots[i] for i in applied])
-            if history:
-                await conn.execute(repo.NOTIFY, FEED_CHANNEL, feed_payloads(history))
+            if advanced:
+                await conn.execute(repo.NOTIFY, FEED_CHANNEL, feed_payloads(history, advanced))
 
         # Committed: only now does the in-memory state move.
         self._pairs.update(working)
@@ -324,14 +324,24 @@ def event_row(e: Event) -> tuple[Any, ...]:
     )
 
 
-def feed_payloads(history: Sequence[tuple[Any, ...]]) -> list[str]:
+def feed_payloads(history: Sequence[tuple[Any, ...]], advanced: Mapping[repo.Pair, datetime]) -> list[str]:
     """The change feed: JSON arrays of [event_id, bookmaker_slug, market_id, line, captured_at ms],
-    chunked under PostgreSQL's notification size limit."""
+    chunked under PostgreSQL's notification size limit. A snapshot without changes still moves its
+    pair's confirmation time, announced as [event_id, bookmaker_slug, null, null, captured_at ms]."""
+    items = [
+        json.dumps([event_id, slug, market_id, line, int(at.timestamp() * 1000)])
+        for event_id, at, line, _available, slug, market_id, _outcomes in history
+    ]
+    changed = {(row[0], row[4]) for row in history}
+    items += [
+        json.dumps([event_id, slug, None, None, int(at.timestamp() * 1000)])
+        for (event_id, slug), at in advanced.items()
+        if (event_id, slug) not in changed
+    ]
     payloads: list[str] = []
     chunk: list[str] = []
     size = 2
-    for event_id, at, line, _available, slug, market_id, _outcomes in history:
-        item = json.dumps([event_id, slug, market_id, line, int(at.timestamp() * 1000)])
+    for item in items:
         if chunk and size + len(item) + 1 > NOTIFY_PAYLOAD_BYTES:
             payloads.append("[" + ",".join(chunk) + "]")
             chunk, size = [], 2

@@ -166,3 +166,14 @@ async def test_the_sweep_drops_events_two_hours_after_kickoff(pool: asyncpg.Pool
     feed._clock = lambda: now() + timedelta(hours=2, seconds=1)
     assert feed.sweep() >= 1
     assert e not in cache.events and cache.market_count < markets
+
+
+async def test_a_scrape_without_changes_moves_the_cached_snapshot_time(pool: asyncpg.Pool, feed: Feed) -> None:
+    e, t = new_event_id(), now() - timedelta(minutes=10)
+    writer = Writer(pool)
+    await writer.write_snapshots([snapshot(e, t, [market()])])
+    cache = cache_of(feed)
+    await eventually(lambda: e in cache.events and "betpawa" in cache.books_of(e))
+    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])  # unchanged odds
+    await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=5))
+    assert cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=5)

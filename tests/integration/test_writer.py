@@ -231,3 +231,23 @@ async def test_after_a_restart_home_metadata_is_written_even_if_a_competitor_sen
         "SELECT t.name FROM events e JOIN tournaments t ON t.id = e.tournament_id WHERE e.id = $1", e
     )
     assert name == "EPL"
+
+
+async def test_a_snapshot_without_changes_still_announces_its_new_confirmation_time(
+    writer: Writer, pool: asyncpg.Pool
+) -> None:
+    received: asyncio.Queue[str] = asyncio.Queue()
+    conn = await pool.acquire()
+    listener = lambda *args: received.put_nowait(args[3])  # noqa: E731
+    try:
+        await conn.add_listener("oddstore_changes", listener)
+        e, t = new_event_id(), now()
+        await writer.write_snapshots([snapshot(e, t, [market()])])
+        await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])
+        items: list[list[object]] = []
+        while not any(i[2] is None for i in items):
+            items += [i for i in json.loads(await asyncio.wait_for(received.get(), 5)) if i[0] == e]
+        assert items[-1] == [e, "betpawa", None, None, int((t + timedelta(minutes=5)).timestamp() * 1000)]
+    finally:
+        await conn.remove_listener("oddstore_changes", listener)
+        await pool.release(conn)

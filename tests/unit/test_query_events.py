@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from oddstore import codec
-from services.query import events
+from services.query import events, repository
 from services.query.cache import CurrentMarket, EventInfo, Link, OddsCache
 from services.query.events import CompetitorEvent, EventQuery, InvalidQuery, Mode
 
@@ -249,3 +249,80 @@ def test_competitor_mode_matches_tournaments_by_name_and_country_with_null_match
     assert [e.id for e in events.competitor_page(rows, q, NOW, [("Premier League", "England")]).events] == [-1]
     assert [e.id for e in events.competitor_page(rows, q, NOW, [("Premier League", None)]).events] == [-2]
     assert events.competitor_page(rows, q, NOW, []).total == 0  # requested ids that do not exist
+
+
+def competitor_book(
+    markets: dict[tuple[str, float | None], events.CompetitorMarket],
+    captured: datetime = NOW - timedelta(minutes=3),
+    has_odds: bool | None = None,
+) -> events.CompetitorBook:
+    return events.CompetitorBook(captured, bool(markets) if has_odds is None else has_odds, markets)
+
+
+def competitor_market(
+    odds: tuple[tuple[str, float, bool], ...] = (("1", 2.1, True), ("X", 3.4, True), ("2", 3.5, True)),
+    unavailable_at: datetime | None = None,
+    name: str = "1X2 - Full Time",
+) -> events.CompetitorMarket:
+    return events.CompetitorMarket(name, list(odds), unavailable_at)
+
+
+def test_competitor_mode_fills_each_platform_from_its_latest_snapshot_like_betpawa_mode() -> None:
+    rows = [competitor(7, "bet9ja", "sr:1", 2), competitor(8, "sportybet", "sr:1", 2)]
+    gone = NOW - timedelta(minutes=20)
+    sporty = competitor_book({
+        ("3743", None): competitor_market(),
+        ("5000", 1.5): competitor_market((("Over", 1.2, True), ("Under", 4.0, True)), name="Over/Under"),
+        ("5000", 2.5): competitor_market((("Over", 1.9, True), ("Under", 1.95, False)), name="Over/Under"),
+        ("3795", None): competitor_market((("Yes", 1.8, True), ("No", 1.9, True)), gone, "BTTS"),
+        ("4693", None): competitor_market((), name="Double Chance"),  # kept without outcomes, margin null
+    })  # fmt: skip
+    empty = competitor_book({}, captured=NOW - timedelta(minutes=1))  # the latest scrape had no market at all
+    p = events.competitor_page(rows, EventQuery(mode=Mode.COMPETITOR), NOW, None, {8: sporty, 7: empty})
+    sportybet, bet9ja = p.events[0].bookmakers
+    assert (sportybet.slug, sportybet.has_odds) == ("sportybet", True)
+    assert sportybet.snapshot_time == NOW - timedelta(minutes=3)
+    by_key = {(m.market_id, m.line): m for m in sportybet.inline}
+    assert sorted(by_key, key=str) == sorted([("3743", None), ("3795", None), ("4693", None), ("5000", 2.5)], key=str)
+    one_x_two = by_key[("3743", None)]
+    assert (one_x_two.market_name, one_x_two.margin, one_x_two.available, one_x_two.unavailable_since) == (
+        "1X2 - Full Time", 5.6, True, None,
+    )  # fmt: skip
+    assert one_x_two.outcomes == [("1", 2.1, True), ("X", 3.4, True), ("2", 3.5, True)]
+    assert by_key[("5000", 2.5)].margin == 3.91  # the inactive outcome counts
+    assert (by_key[("3795", None)].available, by_key[("3795", None)].unavailable_since) == (False, gone)
+    assert (by_key[("4693", None)].outcomes, by_key[("4693", None)].margin) == ([], None)
+    assert all(m.market_groups is None for m in sportybet.inline)
+    assert (bet9ja.slug, bet9ja.has_odds, bet9ja.inline, bet9ja.snapshot_time) == (
+        "bet9ja", False, [], NOW - timedelta(minutes=1),
+    )  # fmt: skip
+
+
+def test_a_competitor_record_without_any_snapshot_has_no_odds_and_no_snapshot_time() -> None:
+    p = events.competitor_page([competitor(3, "bet9ja", "sr:3", 1)], EventQuery(mode=Mode.COMPETITOR), NOW, None)
+    (bet9ja,) = p.events[0].bookmakers
+    assert (bet9ja.has_odds, bet9ja.inline, bet9ja.snapshot_time) == (False, [], None)
+
+
+def test_competitor_selection_pages_before_odds_are_needed() -> None:
+    rows = [
+        competitor(1, "sportybet", "sr:1", 1),
+        competitor(2, "bet9ja", "sr:2", 2),
+        competitor(3, "sportybet", "sr:2", 2),
+        competitor(4, "bet9ja", "sr:3", 3),
+    ]
+    groups, total = events.select_competitor(rows, EventQuery(mode=Mode.COMPETITOR, page=2, page_size=1), NOW, None)
+    assert total == 3
+    assert [[r.id for r in g] for g in groups] == [[3, 2]]  # SportyBet first
+    assert events.competitor_ids(groups) == [3, 2]  # only the page's records are looked up
+    # Same page, same order as the one-step helper.
+    one_step = events.competitor_page(rows, EventQuery(mode=Mode.COMPETITOR, page=2, page_size=1), NOW, None)
+    assert [e.id for e in one_step.events] == [-3]
+
+
+def test_legacy_outcomes_are_parsed_with_odds_rounded_like_the_history_reads() -> None:
+    raw = '[{"name": "1", "odds": 2.1234, "is_active": true}, {"name": "X", "odds": null}, {"name": 2, "odds": 3.5,' \
+          ' "is_active": false}]'  # fmt: skip
+    assert repository.legacy_outcomes(raw) == [("1", 2.123, True), ("X", 0.0, True), ("2", 3.5, False)]
+    assert repository.legacy_outcomes("null") == []
+    assert repository.legacy_outcomes(None) == []
