@@ -57,14 +57,15 @@ class PairState:
 
 @dataclass(slots=True)
 class Observed:
-    """A snapshot as the writer consumes it: every market's encoded outcomes by key, and the full
-    market converted only on demand, for the few that changed."""
+    """A snapshot as the writer consumes it: every market's wire form by key; its encoded outcomes
+    and the full market are computed on demand, for the few that differ from the last observation."""
 
     event: Event
     bookmaker: str
     external_event_id: str
     captured_at: datetime | None
-    outcomes: dict[MarketKey, bytes]
+    markets: dict[MarketKey, bytes]
+    outcomes: Callable[[MarketKey], bytes]  # raises one of codec.ENCODE_ERRORS for unstorable odds
     details: Callable[[MarketKey], Market]
     error: str | None = None  # set when the snapshot cannot be applied (it is rejected whole)
 
@@ -86,7 +87,16 @@ def observe(snapshot: Snapshot) -> Observed:
             break
         markets[key] = m
     s = snapshot
-    return Observed(s.event, s.bookmaker, s.external_event_id, s.captured_at, outcomes, markets.__getitem__, error)
+    return Observed(
+        s.event,
+        s.bookmaker,
+        s.external_event_id,
+        s.captured_at,
+        outcomes,
+        outcomes.__getitem__,
+        markets.__getitem__,
+        error,
+    )
 
 
 class Writer:
@@ -177,7 +187,11 @@ class Writer:
                     if state.captured_at is not None and at <= state.captured_at:
                         results[i] = Result(Status.SUPERSEDED)
                         continue
-                    new_markets, transitions, counts = detect(state.markets, s.outcomes)
+                    try:
+                        new_markets, transitions, counts = detect(state.markets, s.markets, s.outcomes)
+                    except codec.ENCODE_ERRORS as exc:  # ingest validates odds; this is the last line
+                        results[i] = Result(Status.REJECTED, reason=f"outcomes cannot be stored: {exc}")
+                        continue
                     for t in transitions:
                         ck = (pair, t.key)
                         market_id, line = t.key

@@ -251,3 +251,17 @@ async def test_a_snapshot_without_changes_still_announces_its_new_confirmation_t
     finally:
         await conn.remove_listener("oddstore_changes", listener)
         await pool.release(conn)
+
+
+async def test_odds_that_cannot_be_stored_reject_the_snapshot_and_write_nothing(
+    writer: Writer, pool: asyncpg.Pool
+) -> None:
+    from oddstore.convert import snapshot_to_pb
+    from services.writer.grpc_api import observed_from_pb
+
+    e = new_event_id()
+    results = await writer.write(
+        [observed_from_pb(snapshot_to_pb(snapshot(e, now(), [market(odds=(-2.0, 3.0, 3.0))])))]
+    )
+    assert results[0].status is Status.REJECTED and "cannot be stored" in results[0].reason
+    assert await current(pool, e) == [] and await history(pool, e) == []

@@ -19,7 +19,7 @@ OVER_UNDER = enc(("Over", 1.85, True), ("Under", 1.95, True))
 def test_a_market_never_seen_is_new() -> None:
     state, transitions, counts = detect({}, {("5000", 2.5): OVER_UNDER})
     assert [(t.key, t.kind) for t in transitions] == [(("5000", 2.5), Kind.NEW)]
-    assert state == {("5000", 2.5): Known(OVER_UNDER, True)}
+    assert state == {("5000", 2.5): Known(OVER_UNDER, True, OVER_UNDER)}
     assert counts.new == 1
 
 
@@ -103,3 +103,24 @@ def test_state_is_the_last_observation_and_history_holds_exactly_the_transitions
             last[key] = now
     assert history == reference
     assert {k: (v.available, frozenset(codec.decode(v.outcomes))) for k, v in state.items()} == last
+
+
+def test_an_identical_wire_form_is_unchanged_without_decoding() -> None:
+    def never(key: MarketKey) -> bytes:
+        raise AssertionError("outcomes were decoded")
+
+    previous = {("5000", 2.5): Known(OVER_UNDER, True, b"wire-1")}
+    _, transitions, counts = detect(previous, {("5000", 2.5): b"wire-1"}, never)
+    assert transitions == [] and counts.unchanged == 1
+
+
+def test_a_new_wire_form_with_the_same_odds_is_unchanged_and_remembered() -> None:
+    previous = {("5000", 2.5): Known(OVER_UNDER, True, b"wire-1")}
+    state, transitions, _ = detect(previous, {("5000", 2.5): b"wire-2"}, lambda key: OVER_UNDER)
+    assert transitions == [] and state[("5000", 2.5)] == Known(OVER_UNDER, True, b"wire-2")
+
+
+def test_a_returning_market_is_decoded_even_with_the_same_wire_form() -> None:
+    previous = {("5000", 2.5): Known(OVER_UNDER, False, b"wire-1")}
+    _, transitions, _ = detect(previous, {("5000", 2.5): b"wire-1"}, lambda key: OVER_UNDER)
+    assert [t.kind for t in transitions] == [Kind.RETURNED]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from oddstore import codec
 from oddstore.convert import snapshot_from_pb, snapshot_to_pb
 from oddstore_cli.simulator import Simulator
 from services.writer.grpc_api import observed_from_pb
@@ -15,17 +18,19 @@ def test_protobuf_and_domain_snapshots_give_identical_observations() -> None:
     for pb in Simulator(3, seed=7).cycle(datetime(2026, 2, 24, 10, tzinfo=UTC)):
         fast, slow = observed_from_pb(pb), observe(snapshot_from_pb(pb))
         assert fast.error is None and slow.error is None
-        assert fast.outcomes == slow.outcomes
-        assert all(fast.details(k) == slow.details(k) for k in fast.outcomes)
+        assert set(fast.markets) == set(slow.markets)
+        assert all(fast.outcomes(k) == slow.outcomes(k) for k in fast.markets)
+        assert all(fast.details(k) == slow.details(k) for k in fast.markets)
         assert (fast.event, fast.captured_at, fast.bookmaker) == (slow.event, slow.captured_at, slow.bookmaker)
 
 
-def test_duplicate_keys_and_unstorable_odds_mark_the_snapshot_rejected() -> None:
+def test_duplicate_keys_reject_the_snapshot_and_unstorable_odds_fail_when_encoded() -> None:
     at = datetime(2026, 2, 24, 10, tzinfo=UTC)
     assert "markets[1]: duplicate" in (
         observed_from_pb(snapshot_to_pb(snapshot(1, at, [market(), market()]))).error or ""
     )
-    bad = snapshot_to_pb(snapshot(1, at, [market(odds=(-2.0, 3.0, 3.0))]))
-    assert "cannot store outcomes" in (observed_from_pb(bad).error or "")
+    bad = observed_from_pb(snapshot_to_pb(snapshot(1, at, [market(odds=(-2.0, 3.0, 3.0))])))
+    with pytest.raises(codec.ENCODE_ERRORS):  # found when needed; the writer then rejects the snapshot
+        bad.outcomes(("3743", None))
     line_zero = snapshot_to_pb(snapshot(1, at, [market("3774", None), market("3774", 0.0)]))
-    assert set(observed_from_pb(line_zero).outcomes) == {("3774", None), ("3774", 0.0)}
+    assert set(observed_from_pb(line_zero).markets) == {("3774", None), ("3774", 0.0)}
