@@ -1,7 +1,8 @@
-"""A fake QueryService with canned, realistic data, served by a real grpc.aio server, for gateway tests.
+"""A fake QueryService and a fake RetentionService with canned, realistic data, each served by a real grpc.aio
+server, for gateway tests.
 
-No mocks: the gateway talks to it over gRPC on loopback exactly as it talks to the real query service.
-Every request the fake receives is recorded, so tests can assert what the gateway sent.
+No mocks: the gateway talks to them over gRPC on loopback exactly as it talks to the real services.
+Every request a fake receives is recorded, so tests can assert what the gateway sent.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from oddstore.grpc_server import Server, create_server
-from oddstore.v1 import query_pb2, query_pb2_grpc
+from oddstore.v1 import query_pb2, query_pb2_grpc, retention_pb2, retention_pb2_grpc
 
 SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
@@ -368,6 +369,355 @@ def fake_backend_in_thread() -> Iterator[FakeBackend]:
         yield backend
     finally:
         asyncio.run_coroutine_threadsafe(backend.server.stop(0), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+# The retention service (storage, cleanup, settings).
+
+RETENTION_SERVICE_NAME = retention_pb2.DESCRIPTOR.services_by_name["RetentionService"].full_name
+NOW = datetime(2026, 2, 24, 10, 0, 0, 123456, tzinfo=UTC)  # the fake's "now": cutoffs and measurements
+SETTINGS_UPDATED_AT = datetime(2026, 2, 24, 9, 0, 0, 123456, tzinfo=UTC)
+ALERT_IDS = (3, 2)  # the unresolved alerts, newest first
+RUN_ID = 10  # the id a manual run gets
+RUNS_TOTAL = 31
+SAMPLES_TOTAL = 42
+SETTINGS_RANGES = {
+    "scrape_interval_minutes": (1, 60),
+    "odds_retention_days": (1, 365),
+    "match_retention_days": (1, 365),
+    "cleanup_frequency_hours": (1, 168),
+    "betpawa_concurrency": (1, 100),
+    "sportybet_concurrency": (1, 100),
+    "bet9ja_concurrency": (1, 50),
+    "bet9ja_delay_ms": (0, 100),
+    "batch_size": (10, 200),
+    "max_concurrent_events": (1, 50),
+}
+
+
+def default_settings() -> retention_pb2.Settings:
+    """The settings row as the latest migration leaves it: retention 14 days, never updated (updated_at null)."""
+    return retention_pb2.Settings(
+        scrape_interval_minutes=5,
+        enabled_platforms=["sportybet", "betpawa", "bet9ja"],
+        odds_retention_days=14,
+        match_retention_days=14,
+        cleanup_frequency_hours=24,
+        betpawa_concurrency=50,
+        sportybet_concurrency=50,
+        bet9ja_concurrency=15,
+        bet9ja_delay_ms=25,
+        batch_size=50,
+        max_concurrent_events=10,
+    )
+
+
+def table_stats(count: int, oldest: datetime | None = None, newest: datetime | None = None) -> retention_pb2.TableStats:
+    t = retention_pb2.TableStats(count=count)
+    if oldest is not None:
+        t.oldest.CopyFrom(ts(oldest))
+    if newest is not None:
+        t.newest.CopyFrom(ts(newest))
+    return t
+
+
+def data_stats() -> retention_pb2.DataStats:
+    return retention_pb2.DataStats(
+        odds_snapshots=table_stats(120000, datetime(2026, 2, 10, tzinfo=UTC), datetime(2026, 2, 24, 10, tzinfo=UTC)),
+        competitor_odds_snapshots=table_stats(90000),
+        events=table_stats(5000, datetime(2026, 2, 10, 12, tzinfo=UTC), datetime(2026, 3, 10, 19, tzinfo=UTC)),
+        competitor_events=table_stats(8000),
+        tournaments=table_stats(300),
+        competitor_tournaments=table_stats(600),
+        scrape_runs=table_stats(0),
+        scrape_batches=table_stats(0),
+        events_by_platform=[
+            retention_pb2.PlatformCount(platform="betpawa", count=5000),
+            retention_pb2.PlatformCount(platform="sportybet", count=4200),
+        ],
+        competitor_events_by_source=[retention_pb2.PlatformCount(platform="sportybet", count=4100)],
+        market_odds_history=table_stats(
+            15000000, datetime(2026, 2, 10, 0, 0, 1, tzinfo=UTC), datetime(2026, 2, 24, 9, 59, 58, 5, tzinfo=UTC)
+        ),
+    )
+
+
+def cleanup_counts(odds_days: int, match_days: int, *, run: bool) -> retention_pb2.CleanupCounts:
+    c = retention_pb2.CleanupCounts(
+        odds_cutoff=ts(NOW - timedelta(days=odds_days)),
+        match_cutoff=ts(NOW - timedelta(days=match_days)),
+        odds_snapshots=1000,
+        competitor_odds_snapshots=800,
+        market_odds_history=50000,
+        history_partitions=2,
+        market_odds_current=700,
+        events=120,
+        competitor_events=200,
+        tournaments=5,
+        competitor_tournaments=9,
+    )
+    if run:
+        c.oldest_odds_date.CopyFrom(ts(datetime(2026, 1, 20, tzinfo=UTC)))
+        c.oldest_match_date.CopyFrom(ts(datetime(2026, 1, 21, 18, tzinfo=UTC)))
+        c.duration_seconds = 12.3456
+        c.run_id = RUN_ID
+    return c
+
+
+def cleanup_runs() -> list[retention_pb2.CleanupRun]:
+    """Newest first: a manual run in progress, a completed scheduled run, a failed scheduled run."""
+    running = retention_pb2.CleanupRun(
+        id=9,
+        started_at=ts(datetime(2026, 2, 24, 9, 30, tzinfo=UTC)),
+        trigger="manual",
+        odds_retention_days=7,
+        match_retention_days=30,
+        status="running",
+    )
+    completed = retention_pb2.CleanupRun(
+        id=8,
+        started_at=ts(datetime(2026, 2, 24, 2, 0, 0, 500000, tzinfo=UTC)),
+        completed_at=ts(datetime(2026, 2, 24, 2, 0, 13, tzinfo=UTC)),
+        trigger="scheduled",
+        odds_retention_days=14,
+        match_retention_days=14,
+        deleted=cleanup_counts(14, 14, run=True),
+        status="completed",
+        duration_seconds=12.3456,
+    )
+    failed = retention_pb2.CleanupRun(
+        id=7,
+        started_at=ts(datetime(2026, 2, 23, 2, 0, tzinfo=UTC)),
+        completed_at=ts(datetime(2026, 2, 23, 2, 0, 1, tzinfo=UTC)),
+        trigger="scheduled",
+        odds_retention_days=14,
+        match_retention_days=14,
+        status="failed",
+        error_message="canceling statement due to lock timeout",
+        duration_seconds=1.0,
+    )
+    return [running, completed, failed]
+
+
+def storage_sizes() -> retention_pb2.StorageSizes:
+    history = retention_pb2.TableSize(
+        table_name="market_odds_history",
+        size_bytes=2147483648,
+        size_human="2048 MB",
+        row_count=15000000,
+        partitions=[
+            retention_pb2.TableSize(
+                table_name="market_odds_history_20260224", size_bytes=153391689, size_human="146 MB", row_count=1071428
+            )
+        ],
+    )
+    return retention_pb2.StorageSizes(
+        tables=[
+            history,
+            retention_pb2.TableSize(table_name="market_odds_current", size_bytes=536870912, size_human="512 MB"),
+            retention_pb2.TableSize(table_name="events", size_bytes=1048576, size_human="1024 kB", row_count=5000),
+        ],
+        total_bytes=3221225472,
+        total_human="3072 MB",
+        measured_at=ts(NOW),
+    )
+
+
+def storage_samples(limit: int) -> retention_pb2.StorageSamples:
+    samples = [
+        retention_pb2.StorageSample(
+            id=SAMPLES_TOTAL - i,
+            sampled_at=ts(datetime(2026, 2, 24, 3, 0, 0, 512345, tzinfo=UTC) - timedelta(days=i)),
+            total_bytes=3221225472 - i * 10485760,
+            table_sizes={"events": 1048576, "market_odds_history": 2147483648 - i * 10485760},
+        )
+        for i in range(SAMPLES_TOTAL)
+    ]
+    return retention_pb2.StorageSamples(samples=samples[:limit], total=SAMPLES_TOTAL)
+
+
+def storage_alert(alert_id: int) -> retention_pb2.StorageAlert:
+    if alert_id == 3:
+        return retention_pb2.StorageAlert(
+            id=3,
+            created_at=ts(datetime(2026, 2, 24, 3, 0, 1, tzinfo=UTC)),
+            alert_type="growth_warning",
+            message="Database grew 23.4% since last sample (2.50 GB → 3.09 GB)",
+            current_bytes=3318000000,
+            previous_bytes=2690000000,
+            growth_percent=23.4,
+        )
+    return retention_pb2.StorageAlert(
+        id=alert_id,
+        created_at=ts(datetime(2026, 2, 20, 3, 0, 1, tzinfo=UTC)),
+        alert_type="size_critical",
+        message="Database size 51.00 GB exceeds 50 GB",
+        current_bytes=54760833024,
+        previous_bytes=54500000000,
+        growth_percent=0.0,
+    )
+
+
+@dataclass
+class FakeRetentionService(retention_pb2_grpc.RetentionServiceServicer):
+    """Canned answers that validate like the real service (INVALID_ARGUMENT out of range); settings are kept.
+
+    `cleanup_running` makes RunCleanup answer ABORTED; `abort_with` makes every call fail with that status.
+    """
+
+    received: list[tuple[str, Message]] = field(default_factory=list)
+    abort_with: grpc.StatusCode | None = None
+    delay_seconds: float = 0.0
+    cleanup_running: bool = False
+    settings: retention_pb2.Settings = field(default_factory=default_settings)
+
+    def reset(self) -> None:
+        self.received.clear()
+        self.abort_with = None
+        self.delay_seconds = 0.0
+        self.cleanup_running = False
+        self.settings = default_settings()
+
+    def requests(self, method: str) -> list[Any]:
+        return [r for m, r in self.received if m == method]
+
+    async def _enter(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
+        self.received.append((method, request))
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        if self.abort_with is not None:
+            await context.abort(self.abort_with, f"fake {method} failing with {self.abort_with.name}")
+
+    async def _check_range(self, context: grpc.aio.ServicerContext, name: str, value: int, low: int, high: int) -> None:
+        if not low <= value <= high:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name} must be within {low}..{high}, got {value}")
+
+    async def _retentions(self, request: retention_pb2.CleanupRequest, context: Any) -> tuple[int, int]:
+        odds = request.odds_retention_days if request.HasField("odds_retention_days") else None
+        match = request.match_retention_days if request.HasField("match_retention_days") else None
+        for name, value in (("odds_retention_days", odds), ("match_retention_days", match)):
+            if value is not None:
+                await self._check_range(context, name, value, 1, 365)
+        return (
+            odds if odds is not None else self.settings.odds_retention_days,
+            match if match is not None else self.settings.match_retention_days,
+        )
+
+    async def GetSettings(self, request, context):
+        await self._enter("GetSettings", request, context)
+        return self.settings
+
+    async def UpdateSettings(self, request, context):
+        await self._enter("UpdateSettings", request, context)
+        updated = retention_pb2.Settings()
+        updated.CopyFrom(self.settings)
+        for name, (low, high) in SETTINGS_RANGES.items():
+            if request.HasField(name):
+                await self._check_range(context, name, getattr(request, name), low, high)
+                setattr(updated, name, getattr(request, name))
+        if request.set_enabled_platforms:
+            del updated.enabled_platforms[:]
+            updated.enabled_platforms.extend(request.enabled_platforms)
+        updated.updated_at.CopyFrom(ts(SETTINGS_UPDATED_AT))
+        self.settings = updated
+        return updated
+
+    async def GetDataStats(self, request, context):
+        await self._enter("GetDataStats", request, context)
+        return data_stats()
+
+    async def PreviewCleanup(self, request, context):
+        await self._enter("PreviewCleanup", request, context)
+        odds, match = await self._retentions(request, context)
+        return cleanup_counts(odds, match, run=False)
+
+    async def RunCleanup(self, request, context):
+        await self._enter("RunCleanup", request, context)
+        if self.cleanup_running:
+            await context.abort(grpc.StatusCode.ABORTED, "cleanup run 9 (manual) is in progress")
+        odds, match = await self._retentions(request, context)
+        return cleanup_counts(odds, match, run=True)
+
+    async def ListCleanupRuns(self, request, context):
+        await self._enter("ListCleanupRuns", request, context)
+        await self._check_range(context, "limit", request.limit, 1, 100)
+        return retention_pb2.CleanupRuns(runs=cleanup_runs()[: request.limit], total=RUNS_TOTAL)
+
+    async def GetStorageSizes(self, request, context):
+        await self._enter("GetStorageSizes", request, context)
+        return storage_sizes()
+
+    async def ListStorageSamples(self, request, context):
+        await self._enter("ListStorageSamples", request, context)
+        await self._check_range(context, "limit", request.limit, 1, 100)
+        return storage_samples(request.limit)
+
+    async def ListStorageAlerts(self, request, context):
+        await self._enter("ListStorageAlerts", request, context)
+        return retention_pb2.StorageAlerts(alerts=[storage_alert(i) for i in ALERT_IDS])
+
+    async def ResolveStorageAlert(self, request, context):
+        await self._enter("ResolveStorageAlert", request, context)
+        if request.alert_id not in ALERT_IDS:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"storage alert {request.alert_id} not found")
+        alert = storage_alert(request.alert_id)
+        alert.resolved_at.CopyFrom(ts(NOW))
+        return alert
+
+    async def GetPartitions(self, request, context):
+        await self._enter("GetPartitions", request, context)
+        day = datetime(2026, 2, 24, tzinfo=UTC)
+        return retention_pb2.Partitions(
+            partitions=[
+                retention_pb2.Partition(
+                    name=f"market_odds_history_{(day + timedelta(days=i)):%Y%m%d}",
+                    start=ts(day + timedelta(days=i)),
+                    end=ts(day + timedelta(days=i + 1)),
+                )
+                for i in range(-14, 8)
+            ],
+            days_ahead=7,
+        )
+
+
+@dataclass
+class FakeRetentionBackend:
+    fake: FakeRetentionService
+    server: Server
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+
+async def start_fake_retention_backend() -> FakeRetentionBackend:
+    """A real grpc.aio server with the standard health service, reporting SERVING."""
+    fake = FakeRetentionService()
+    server = create_server(
+        "127.0.0.1:0",
+        lambda s: retention_pb2_grpc.add_RetentionServiceServicer_to_server(fake, s),
+        [RETENTION_SERVICE_NAME],
+    )
+    await server.start()
+    await server.set_serving(True)
+    return FakeRetentionBackend(fake, server)
+
+
+@contextmanager
+def fake_backends_in_thread() -> Iterator[tuple[FakeBackend, FakeRetentionBackend]]:
+    """Both fakes on one event loop in a daemon thread, for synchronous callers (schemathesis)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-backends", daemon=True)
+    thread.start()
+    query = asyncio.run_coroutine_threadsafe(start_fake_backend(), loop).result(timeout=10)
+    retention = asyncio.run_coroutine_threadsafe(start_fake_retention_backend(), loop).result(timeout=10)
+    try:
+        yield query, retention
+    finally:
+        for server in (query.server, retention.server):
+            asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()

@@ -1,7 +1,8 @@
-"""The FastAPI application: routes of UI contract §(a), §(b), §(f) plus point-in-time and time-to-kickoff reads.
+"""The FastAPI application: routes of UI contract §(a), §(b), §(f) plus point-in-time and time-to-kickoff reads,
+and, with a retention client, §(c) storage, §(d) cleanup and §(e) settings (retention_api.py).
 
-`create_app` is the only way in; the query client is passed in and opened in the lifespan, so importing
-this module opens nothing.
+`create_app` is the only way in; the clients are passed in and opened in the lifespan, so importing this
+module opens nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from oddstore.v1 import query_pb2
-from services.gateway import convert, models
+from services.gateway import convert, models, retention_api
 from services.gateway.query_client import InvalidArgument, NotFound, QueryClient, QueryFailed, Unavailable
+from services.gateway.retention_client import Conflict, RetentionClient
 
 logger = logging.getLogger(__name__)
 
@@ -382,23 +384,33 @@ def _validation_error(message: str) -> list[dict[str, Any]]:
     return [{"type": "value_error", "loc": ["request"], "msg": message, "input": None}]
 
 
-def create_app(query: QueryClient) -> FastAPI:
+def create_app(query: QueryClient, retention: RetentionClient | None = None) -> FastAPI:
+    """The storage, cleanup and settings routes are mounted only with a retention client (bootstrap always
+    passes one; tests of the query endpoints alone do not)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await query.open()
         try:
+            if retention is not None:
+                await retention.open()
             yield
         finally:
-            await query.close()
+            try:
+                if retention is not None:
+                    await retention.close()
+            finally:
+                await query.close()
 
-    app = FastAPI(
-        title="oddstore gateway",
-        description="The pawaRisk UI's events, history and health endpoints, served from the query service.",
-        version="1",
-        lifespan=lifespan,
-    )
+    description = "The pawaRisk UI's events, history and health endpoints, served from the query service"
+    if retention is not None:
+        description += "; its storage, cleanup and settings endpoints, served from the retention service"
+    app = FastAPI(title="oddstore gateway", description=description + ".", version="1", lifespan=lifespan)
     app.state.query = query
+    app.state.retention = retention
     app.include_router(router)
+    if retention is not None:
+        app.include_router(retention_api.router)
     for method, path in OUT_OF_SCOPE:
         app.add_api_route(path, _out_of_scope, methods=[method], include_in_schema=False)
     app.add_api_websocket_route("/api/ws", _websocket_out_of_scope)
@@ -410,6 +422,10 @@ def create_app(query: QueryClient) -> FastAPI:
     @app.exception_handler(InvalidArgument)
     async def invalid_argument(_: Request, exc: InvalidArgument) -> JSONResponse:
         return JSONResponse({"detail": _validation_error(exc.message)}, status_code=422)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=409)
 
     @app.exception_handler(Unavailable)
     async def unavailable(_: Request, exc: Unavailable) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Builds the gateway process: query client, FastAPI app, uvicorn server. Nothing is opened at import time."""
+"""Builds the gateway process: query and retention clients, FastAPI app, uvicorn server. Nothing is opened at
+import time."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ import uvicorn
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.query_client import QueryClient
+from services.gateway.retention_client import RetentionClient
 
 logger = logging.getLogger(__name__)
 
 
 def build_server(settings: GatewaySettings) -> uvicorn.Server:
     query = QueryClient(settings.query_address, settings.request_deadline_seconds)
+    retention = RetentionClient(
+        settings.retention_address,
+        settings.request_deadline_seconds,
+        stats_deadline_seconds=settings.stats_deadline_seconds,
+        cleanup_deadline_seconds=settings.cleanup_deadline_seconds,
+    )
     config = uvicorn.Config(
-        create_app(query),
+        create_app(query, retention),
         host=settings.host,
         port=settings.port,
         # Logging is ours (oddstore.logs); uvicorn's own dictConfig would replace the root handler.
@@ -24,7 +32,7 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         access_log=False,
         lifespan="on",
         # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests finish for up to the grace
-        # period, then runs the lifespan shutdown, which closes the gRPC channel.
+        # period, then runs the lifespan shutdown, which closes the gRPC channels.
         timeout_graceful_shutdown=max(1, round(settings.grace_seconds)),  # uvicorn takes whole seconds
     )
     return uvicorn.Server(config)
@@ -33,10 +41,11 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
 async def run(settings: GatewaySettings) -> None:
     server = build_server(settings)
     logger.info(
-        "gateway on http://%s:%d (docs at /docs), query service at %s",
+        "gateway on http://%s:%d (docs at /docs), query service at %s, retention service at %s",
         settings.host,
         settings.port,
         settings.query_address,
+        settings.retention_address,
     )
     # After a graceful stop uvicorn re-raises the SIGTERM/SIGINT it caught, so the process ends by that
     # signal (exit status 143/130, as a supervisor expects) and nothing after serve() runs.

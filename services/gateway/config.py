@@ -15,6 +15,17 @@ class GatewaySettings(CommonSettings):
     # 8000 because the UI's dev proxy (web/vite.config.ts) sends /api there.
     port: int = Field(8000, ge=0, le=65535)
     query_address: str = "127.0.0.1:50053"
+    retention_address: str = "127.0.0.1:50054"
     request_deadline_seconds: float = Field(
         5.0, gt=0, description="deadline of every call to the query service; past it the request answers 503"
+    )
+    # The retention service's quick reads (settings, runs, storage) use request_deadline_seconds; these two
+    # cover the calls that scan whole tables.
+    stats_deadline_seconds: float = Field(
+        60.0, gt=0, description="deadline of the data statistics and the cleanup preview, which count table rows"
+    )
+    cleanup_deadline_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="deadline of a manual cleanup run: POST /api/cleanup/execute answers when the run has finished",
     )

@@ -1,4 +1,4 @@
-"""Protobuf from the query service to the UI contract's response models, and request values to protobuf.
+"""Protobuf from the query and retention services to the UI contract's response models, and requests to protobuf.
 
 Proto3 cannot tell 0.0 from absent, so lines and margins are `optional` in query.proto and unset
 Timestamps mean null; everything here keeps that distinction (contract §0: `line` null is not 0.0).
@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from oddstore.v1 import query_pb2
+from oddstore.v1 import query_pb2, retention_pb2
 from services.gateway import models
 
 SECONDS_PER_HOUR = 3600
+# The platforms the settings know (contract §17); others are dropped from enabledPlatforms.
+KNOWN_PLATFORMS = ("sportybet", "betpawa", "bet9ja")
 
 
 def to_datetime(ts: Timestamp) -> datetime:
@@ -251,3 +253,201 @@ def tournament_margin_to_kickoff(
             for b in t.bookmakers
         ],
     )
+
+
+# Storage, cleanup and settings (contract §c, §d, §e).
+
+
+def storage_sizes(s: retention_pb2.StorageSizes) -> models.StorageSizesResponse:
+    # Partitions are rolled up under their parent by the service; the contract lists tables only.
+    return models.StorageSizesResponse(
+        tables=[
+            models.TableSizeItem(
+                table_name=t.table_name, size_bytes=t.size_bytes, size_human=t.size_human, row_count=t.row_count
+            )
+            for t in s.tables
+        ],
+        total_bytes=s.total_bytes,
+        total_human=s.total_human,
+        measured_at=to_datetime(s.measured_at),
+    )
+
+
+def storage_history(s: retention_pb2.StorageSamples) -> models.StorageHistoryResponse:
+    return models.StorageHistoryResponse(
+        samples=[
+            models.StorageSampleItem(
+                id=x.id,
+                sampled_at=to_datetime(x.sampled_at),
+                total_bytes=x.total_bytes,
+                table_sizes=dict(x.table_sizes),
+            )
+            for x in s.samples
+        ],
+        total=s.total,
+    )
+
+
+def storage_alert(a: retention_pb2.StorageAlert) -> models.StorageAlertItem:
+    return models.StorageAlertItem(
+        id=a.id,
+        created_at=to_datetime(a.created_at),
+        alert_type=a.alert_type,
+        message=a.message,
+        current_bytes=a.current_bytes,
+        previous_bytes=a.previous_bytes,
+        growth_percent=a.growth_percent,
+        resolved_at=optional_datetime(a, "resolved_at"),
+    )
+
+
+def storage_alerts(alerts: list[retention_pb2.StorageAlert]) -> models.StorageAlertsResponse:
+    return models.StorageAlertsResponse(alerts=[storage_alert(a) for a in alerts], count=len(alerts))
+
+
+def table_stats(t: retention_pb2.TableStats) -> models.TableStats:
+    return models.TableStats(
+        count=t.count, oldest=optional_datetime(t, "oldest"), newest=optional_datetime(t, "newest")
+    )
+
+
+# This system has no scrape runs or batches (contract §12–§15 keep the keys): always 0 and null.
+NO_SCRAPE_RUNS = models.TableStats(count=0, oldest=None, newest=None)
+
+
+def data_stats(d: retention_pb2.DataStats) -> models.DataStatsResponse:
+    return models.DataStatsResponse(
+        odds_snapshots=table_stats(d.odds_snapshots),
+        competitor_odds_snapshots=table_stats(d.competitor_odds_snapshots),
+        events=table_stats(d.events),
+        competitor_events=table_stats(d.competitor_events),
+        tournaments=table_stats(d.tournaments),
+        competitor_tournaments=table_stats(d.competitor_tournaments),
+        scrape_runs=NO_SCRAPE_RUNS,
+        scrape_batches=NO_SCRAPE_RUNS,
+        # The old label was literally "bookmaker_<id>"; we send the slug the service gives ("betpawa"), because
+        # bookmaker ids are surrogate keys that differ between databases, and the UI only shows the label.
+        events_by_platform=[models.PlatformCountItem(platform=p.platform, count=p.count) for p in d.events_by_platform],
+        competitor_events_by_source=[
+            models.PlatformCountItem(platform=p.platform, count=p.count) for p in d.competitor_events_by_source
+        ],
+        market_odds_history=table_stats(d.market_odds_history),
+    )
+
+
+def cleanup_request(odds_days: int | None, match_days: int | None) -> retention_pb2.CleanupRequest:
+    """Unset fields mean "the stored setting" to the service."""
+    request = retention_pb2.CleanupRequest()
+    if odds_days is not None:
+        request.odds_retention_days = odds_days
+    if match_days is not None:
+        request.match_retention_days = match_days
+    return request
+
+
+def cleanup_preview(c: retention_pb2.CleanupCounts) -> models.CleanupPreviewResponse:
+    return models.CleanupPreviewResponse(
+        odds_cutoff_date=to_datetime(c.odds_cutoff),
+        match_cutoff_date=to_datetime(c.match_cutoff),
+        odds_snapshots_count=c.odds_snapshots,
+        competitor_odds_snapshots_count=c.competitor_odds_snapshots,
+        market_odds_history_count=c.market_odds_history,
+        scrape_runs_count=0,
+        scrape_batches_count=0,
+        events_count=c.events,
+        competitor_events_count=c.competitor_events,
+        tournaments_count=c.tournaments,
+        competitor_tournaments_count=c.competitor_tournaments,
+    )
+
+
+def _deleted(c: retention_pb2.CleanupCounts) -> dict[str, int]:
+    """The eight *Deleted counters of a run (contract §15), without marketOddsHistoryDeleted."""
+    return {
+        "odds_deleted": c.odds_snapshots,
+        "competitor_odds_deleted": c.competitor_odds_snapshots,
+        "scrape_runs_deleted": 0,
+        "scrape_batches_deleted": 0,
+        "events_deleted": c.events,
+        "competitor_events_deleted": c.competitor_events,
+        "tournaments_deleted": c.tournaments,
+        "competitor_tournaments_deleted": c.competitor_tournaments,
+    }
+
+
+def cleanup_result(c: retention_pb2.CleanupCounts) -> models.CleanupResultResponse:
+    return models.CleanupResultResponse(
+        **_deleted(c),
+        market_odds_history_deleted=c.market_odds_history,
+        oldest_odds_date=optional_datetime(c, "oldest_odds_date"),
+        oldest_match_date=optional_datetime(c, "oldest_match_date"),
+        duration_seconds=round(c.duration_seconds, 2),
+    )
+
+
+def cleanup_run(r: retention_pb2.CleanupRun) -> models.CleanupRunItem:
+    duration = optional_float(r, "duration_seconds")
+    return models.CleanupRunItem(
+        id=r.id,
+        started_at=to_datetime(r.started_at),
+        completed_at=optional_datetime(r, "completed_at"),
+        trigger=r.trigger,
+        odds_retention_days=r.odds_retention_days,
+        match_retention_days=r.match_retention_days,
+        **_deleted(r.deleted),
+        oldest_odds_date=optional_datetime(r.deleted, "oldest_odds_date"),
+        oldest_match_date=optional_datetime(r.deleted, "oldest_match_date"),
+        status=r.status,
+        error_message=r.error_message if r.HasField("error_message") else None,
+        duration_seconds=None if duration is None else round(duration, 2),
+    )
+
+
+def cleanup_history(runs: retention_pb2.CleanupRuns) -> models.CleanupHistoryResponse:
+    return models.CleanupHistoryResponse(runs=[cleanup_run(r) for r in runs.runs], total=runs.total)
+
+
+def settings(s: retention_pb2.Settings) -> models.SettingsResponse:
+    return models.SettingsResponse(
+        scrape_interval_minutes=s.scrape_interval_minutes,
+        enabled_platforms=list(s.enabled_platforms),
+        odds_retention_days=s.odds_retention_days,
+        match_retention_days=s.match_retention_days,
+        cleanup_frequency_hours=s.cleanup_frequency_hours,
+        betpawa_concurrency=s.betpawa_concurrency,
+        sportybet_concurrency=s.sportybet_concurrency,
+        bet9ja_concurrency=s.bet9ja_concurrency,
+        bet9ja_delay_ms=s.bet9ja_delay_ms,
+        batch_size=s.batch_size,
+        max_concurrent_events=s.max_concurrent_events,
+        updated_at=optional_datetime(s, "updated_at"),
+    )
+
+
+_SETTINGS_SCALARS = (
+    "scrape_interval_minutes",
+    "odds_retention_days",
+    "match_retention_days",
+    "cleanup_frequency_hours",
+    "betpawa_concurrency",
+    "sportybet_concurrency",
+    "bet9ja_concurrency",
+    "bet9ja_delay_ms",
+    "batch_size",
+    "max_concurrent_events",
+)
+
+
+def settings_update(update: models.SettingsUpdateRequest) -> retention_pb2.UpdateSettingsRequest:
+    """Only the fields present and not null are set (contract §17); unknown platform slugs are dropped."""
+    request = retention_pb2.UpdateSettingsRequest()
+    for name in _SETTINGS_SCALARS:
+        value = getattr(update, name)
+        if value is not None:
+            setattr(request, name, value)
+    if update.enabled_platforms is not None:
+        request.set_enabled_platforms = True
+        # Order kept, duplicates dropped; an empty list is applied (the UI prevents disabling the last one).
+        kept = dict.fromkeys(p for p in update.enabled_platforms if p in KNOWN_PLATFORMS)
+        request.enabled_platforms.extend(kept)
+    return request

@@ -22,7 +22,10 @@ QUERY_SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_
 
 
 class QueryError(Exception):
-    """A call to the query service failed; `message` is what the service (or the transport) said."""
+    """A call to a backend service failed; `message` is what the service (or the transport) said.
+
+    The subclasses are the gateway's domain errors for every backend (retention_client.py raises them too).
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -1,9 +1,11 @@
-"""schemathesis over the gateway's OpenAPI, against the fake query service: no 5xx, responses match the schema.
+"""schemathesis over the gateway's OpenAPI, against the fake query and retention services: no 5xx, responses
+match the schema.
 
-The fake runs on its own event loop in a thread (a real grpc.aio server on loopback); schemathesis drives
+The fakes run on their own event loop in a thread (real grpc.aio servers on loopback); schemathesis drives
 the ASGI app in-process on its shared event-loop thread and runs the app's lifespan there, which opens the
-query client's channel on that loop. The schema is read at collection time from an app that is never
-served (create_app opens nothing), and the cases are sent to the app wired to the fake.
+clients' channels on that loop. The schema is read at collection time from an app that is never served
+(create_app opens nothing), and the cases are sent to the app wired to the fakes. Every operation is
+covered: events, history, health, and storage, cleanup and settings.
 """
 
 from __future__ import annotations
@@ -26,17 +28,22 @@ from schemathesis.specs.openapi.checks import (
 
 from services.gateway.app import create_app
 from services.gateway.query_client import QueryClient
-from tests.gateway_fakes import fake_backend_in_thread
+from services.gateway.retention_client import RetentionClient
+from tests.gateway_fakes import fake_backends_in_thread
 
 # schemathesis.pytest.from_fixture (the lazy loader) does not work with this pytest (it sets a private node
 # attribute that pytest 9 no longer has), hence the schema from the app's own OpenAPI document.
-schema = schemathesis.openapi.from_dict(create_app(QueryClient("127.0.0.1:1", 1.0)).openapi())
+schema = schemathesis.openapi.from_dict(
+    create_app(QueryClient("127.0.0.1:1", 1.0), RetentionClient("127.0.0.1:1", 1.0)).openapi()
+)
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[FastAPI]:
-    with fake_backend_in_thread() as backend:
-        yield create_app(QueryClient(backend.address, deadline_seconds=2.0))
+    with fake_backends_in_thread() as (query, retention):
+        yield create_app(
+            QueryClient(query.address, deadline_seconds=2.0), RetentionClient(retention.address, deadline_seconds=2.0)
+        )
 
 
 @schema.parametrize()
