@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, WebSocket
-from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BeforeValidator, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from oddstore.v1 import query_pb2
 from services.gateway import convert, models, retention_api
@@ -25,6 +25,13 @@ from services.gateway.query_client import InvalidArgument, NotFound, QueryClient
 from services.gateway.retention_client import Conflict, RetentionClient
 
 logger = logging.getLogger(__name__)
+
+
+def _json(model: BaseModel) -> Response:
+    """The model serialized once, by pydantic-core. Returned as a model, FastAPI would validate it
+    again and encode it through Python's json: 1.8 against 0.35 ms for a 336-market event detail."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
+
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MAX = 2**31 - 1
@@ -141,7 +148,7 @@ async def list_events(
     countries: Annotated[list[str] | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=INT32_MAX)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> models.MatchedEventList:
+) -> Response:
     ids = tournament_ids or ([tournament_id] if tournament_id is not None else [])
     request = query_pb2.ListEventsRequest(
         availability=_AVAILABILITY_PB[availability],
@@ -159,7 +166,7 @@ async def list_events(
         request.kickoff_from.CopyFrom(convert.to_timestamp(kickoff_from))
     if kickoff_to is not None:
         request.kickoff_to.CopyFrom(convert.to_timestamp(kickoff_to))
-    return convert.event_list(await query.list_events(request), page, page_size)
+    return _json(convert.event_list(await query.list_events(request), page, page_size))
 
 
 # The three fixed paths below are registered before /events/{event_id} so that they are not read as ids.
@@ -192,12 +199,12 @@ async def list_countries(query: QueryDep, availability: ListAvailability = ListA
     responses={404: _error("unknown event")},
     tags=["events"],
 )
-async def get_event(query: QueryDep, event_id: IdPath) -> models.EventDetailResponse:
+async def get_event(query: QueryDep, event_id: IdPath) -> Response:
     try:
         detail = await query.get_event(event_id)
     except NotFound as exc:
         raise HTTPException(404, "Event not found") from exc
-    return convert.event_detail(detail)
+    return _json(convert.event_detail(detail))
 
 
 def _history_request(
@@ -244,9 +251,9 @@ async def odds_history(
     line: LineQuery = None,
     from_time: TimeBoundQuery = None,
     to_time: TimeBoundQuery = None,
-) -> models.OddsHistoryResponse:
+) -> Response:
     request = _history_request(event_id, market_id, bookmaker_slug, line, from_time, to_time)
-    return convert.odds_history(await _history(query, request))
+    return _json(convert.odds_history(await _history(query, request)))
 
 
 @router.get(
@@ -263,9 +270,9 @@ async def margin_history(
     line: LineQuery = None,
     from_time: TimeBoundQuery = None,
     to_time: TimeBoundQuery = None,
-) -> models.MarginHistoryResponse:
+) -> Response:
     request = _history_request(event_id, market_id, bookmaker_slug, line, from_time, to_time)
-    return convert.margin_history(await _history(query, request))
+    return _json(convert.margin_history(await _history(query, request)))
 
 
 @router.get(
@@ -278,10 +285,10 @@ async def event_at(
     query: QueryDep,
     event_id: IdPath,
     at: Annotated[UtcInstant, Query(description="the instant, ISO 8601; without an offset it is UTC")],
-) -> models.EventAtResponse:
+) -> Response:
     request = query_pb2.GetEventAtRequest(event_id=event_id, at=convert.to_timestamp(at))
     try:
-        return convert.event_at(await query.get_event_at(request))
+        return _json(convert.event_at(await query.get_event_at(request)))
     except NotFound as exc:
         raise HTTPException(404, "Event not found") from exc
 

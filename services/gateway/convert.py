@@ -112,26 +112,28 @@ def event_list(response: query_pb2.ListEventsResponse, page: int, page_size: int
     )
 
 
-def market_detail(m: query_pb2.MarketDetail) -> models.MarketOddsDetail:
-    return models.MarketOddsDetail(
-        betpawa_market_id=m.market_id,
-        betpawa_market_name=m.market_name,
-        line=optional_float(m, "line"),
-        outcomes=[models.OutcomeWithActive(name=o.name, odds=o.odds, is_active=o.is_active) for o in m.outcomes],
-        margin=optional_float(m, "margin"),
-        market_groups=None if m.market_groups_null else list(m.market_groups),
-        available=m.available,
-        unavailable_since=optional_datetime(m, "unavailable_since"),
-    )
+# Detail and history build plain dicts validated once at the top (one pass in pydantic-core) rather
+# than a model per market and outcome: 3.3 against 3.8 ms for a 336-market event detail.
+def market_detail(m: query_pb2.MarketDetail) -> dict[str, object]:
+    return {
+        "betpawa_market_id": m.market_id,
+        "betpawa_market_name": m.market_name,
+        "line": optional_float(m, "line"),
+        "outcomes": [{"name": o.name, "odds": o.odds, "is_active": o.is_active} for o in m.outcomes],
+        "margin": optional_float(m, "margin"),
+        "market_groups": None if m.market_groups_null else list(m.market_groups),
+        "available": m.available,
+        "unavailable_since": optional_datetime(m, "unavailable_since"),
+    }
 
 
-def bookmaker_markets(b: query_pb2.BookmakerMarkets) -> models.BookmakerMarketData:
-    return models.BookmakerMarketData(
-        bookmaker_slug=b.bookmaker_slug,
-        bookmaker_name=b.bookmaker_name,
-        snapshot_time=optional_datetime(b, "snapshot_time"),
-        markets=[market_detail(m) for m in b.markets],
-    )
+def bookmaker_markets(b: query_pb2.BookmakerMarkets) -> dict[str, object]:
+    return {
+        "bookmaker_slug": b.bookmaker_slug,
+        "bookmaker_name": b.bookmaker_name,
+        "snapshot_time": optional_datetime(b, "snapshot_time"),
+        "markets": [market_detail(m) for m in b.markets],
+    }
 
 
 def event_detail(d: query_pb2.EventDetail) -> models.EventDetailResponse:
@@ -150,24 +152,26 @@ def _history_line(h: query_pb2.MarketHistory) -> float | None:
 
 
 def odds_history(h: query_pb2.MarketHistory) -> models.OddsHistoryResponse:
-    return models.OddsHistoryResponse(
-        event_id=h.event_id,
-        bookmaker_slug=h.bookmaker_slug,
-        bookmaker_name=h.bookmaker_name,
-        market_id=h.market_id,
-        market_name=h.market_id,
-        line=_history_line(h),
-        history=[
-            models.OddsHistoryPoint(
-                captured_at=to_datetime(p.captured_at),
-                outcomes=[models.Outcome(name=o.name, odds=o.odds) for o in p.outcomes],
-                margin=optional_float(p, "margin"),
-                available=p.available,
-                unavailable_at=optional_datetime(p, "unavailable_at"),
-                confirmed=p.confirmed,
-            )
-            for p in h.points
-        ],
+    return models.OddsHistoryResponse.model_validate(
+        {
+            "event_id": h.event_id,
+            "bookmaker_slug": h.bookmaker_slug,
+            "bookmaker_name": h.bookmaker_name,
+            "market_id": h.market_id,
+            "market_name": h.market_id,
+            "line": _history_line(h),
+            "history": [
+                {
+                    "captured_at": to_datetime(p.captured_at),
+                    "outcomes": [{"name": o.name, "odds": o.odds} for o in p.outcomes],
+                    "margin": optional_float(p, "margin"),
+                    "available": p.available,
+                    "unavailable_at": optional_datetime(p, "unavailable_at"),
+                    "confirmed": p.confirmed,
+                }
+                for p in h.points
+            ],
+        }
     )
 
 
@@ -193,10 +197,12 @@ def margin_history(h: query_pb2.MarketHistory) -> models.MarginHistoryResponse:
 
 
 def event_at(e: query_pb2.EventAt) -> models.EventAtResponse:
-    return models.EventAtResponse(
-        event_id=e.event_id,
-        at=to_datetime(e.at),
-        markets_by_bookmaker=[bookmaker_markets(b) for b in e.markets_by_bookmaker],
+    return models.EventAtResponse.model_validate(
+        {
+            "event_id": e.event_id,
+            "at": to_datetime(e.at),
+            "markets_by_bookmaker": [bookmaker_markets(b) for b in e.markets_by_bookmaker],
+        }
     )
 
 
