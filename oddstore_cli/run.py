@@ -83,12 +83,22 @@ SERVICES: tuple[Service, ...] = (
         },
     ),
     Service(
+        "retention",
+        "services.retention.main",
+        {
+            "DATABASE_URL": "{dsn}",
+            "RETENTION_LISTEN": "127.0.0.1:{retention_port}",
+            "RETENTION_METRICS_PORT": "{retention_metrics_port}",
+        },
+    ),
+    Service(
         "gateway",
         "services.gateway.main",
         {
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": "{gateway_port}",
             "GATEWAY_QUERY_ADDRESS": "127.0.0.1:{query_port}",
+            "GATEWAY_RETENTION_ADDRESS": "127.0.0.1:{retention_port}",
         },
         http_health="/api/health",
     ),

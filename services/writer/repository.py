@@ -175,19 +175,23 @@ def partition_name(day: date) -> str:
     return f"market_odds_history_p{day:%Y%m%d}"
 
 
-def partition_ddl(day: date) -> str:
+def partition_ddl(day: date) -> list[str]:
+    """Create the table, then attach it: ATTACH PARTITION locks the parent in SHARE UPDATE EXCLUSIVE
+    mode, which inserts do not wait for, where CREATE TABLE ... PARTITION OF would take ACCESS
+    EXCLUSIVE and stall every writer for as long as it waits."""
     start = datetime.combine(day, time(), UTC)
     end = start + timedelta(days=1)
-    return (
-        f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF market_odds_history "
-        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-    )
+    name = partition_name(day)
+    return [
+        f"CREATE TABLE {name} (LIKE market_odds_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+        f"ALTER TABLE market_odds_history ATTACH PARTITION {name} "
+        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')",
+    ]
 
 
 async def ensure_partition(pool: asyncpg.Pool, day: date) -> None:
-    """Creates a day's history partition if it is missing. Runs in its own short transaction
-    under a lock timeout: creating a partition locks the parent, which must not be held for the
-    length of a write batch."""
+    """Creates a day's history partition if it is missing, in its own short transaction under a
+    lock timeout (never for the length of a write batch)."""
     async with pool.acquire() as conn:
         if await conn.fetchval(PARTITION_EXISTS, partition_name(day)):
             return
@@ -195,7 +199,8 @@ async def ensure_partition(pool: asyncpg.Pool, day: date) -> None:
             try:
                 async with conn.transaction():
                     await conn.execute("SET LOCAL lock_timeout = '2s'")
-                    await conn.execute(partition_ddl(day))
+                    for statement in partition_ddl(day):
+                        await conn.execute(statement)
                 logger.info("created history partition %s", partition_name(day))
                 return
             except asyncpg.exceptions.LockNotAvailableError:

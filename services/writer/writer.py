@@ -147,7 +147,14 @@ class Writer:
             metrics.QUEUE_DEPTH.inc()
             try:
                 async with self._lock:
-                    await self._apply(snapshots, by_pair, results)
+                    try:
+                        await self._apply(snapshots, by_pair, results)
+                    except asyncpg.exceptions.CheckViolationError:
+                        # No partition for a row: one this process created may have been dropped
+                        # by retention since. Forget what is known and apply once more (nothing of
+                        # the failed attempt was committed).
+                        self._partitions.clear()
+                        await self._apply(snapshots, by_pair, results)
             finally:
                 metrics.QUEUE_DEPTH.dec()
         return [r if r is not None else Result(Status.REJECTED, reason="not processed") for r in results]

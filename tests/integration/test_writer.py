@@ -265,3 +265,14 @@ async def test_odds_that_cannot_be_stored_reject_the_snapshot_and_write_nothing(
     )
     assert results[0].status is Status.REJECTED and "cannot be stored" in results[0].reason
     assert await current(pool, e) == [] and await history(pool, e) == []
+
+
+async def test_a_partition_dropped_behind_the_writers_back_is_created_again(writer: Writer, pool: asyncpg.Pool) -> None:
+    day = datetime.now(UTC).date() - timedelta(days=11)
+    at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    e = new_event_id()
+    await writer.write_snapshots([snapshot(e, at, [market()])])
+    await pool.execute(f"DROP TABLE {partition_name(day)}")  # as retention would
+    results = await writer.write_snapshots([snapshot(e, at + timedelta(minutes=5), [market(odds=(9.0, 9.0, 9.0))])])
+    assert [r.status for r in results] == [Status.ACCEPTED]
+    assert len(await history(pool, e)) == 1  # the first row went with its partition

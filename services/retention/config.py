@@ -1,0 +1,27 @@
+"""Retention settings (environment, read once). What the UI edits lives in the settings table instead."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from oddstore.config import DEFAULT_DATABASE_URL, CommonSettings
+
+
+class RetentionSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="RETENTION_", frozen=True, extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    listen: str = "127.0.0.1:50054"
+    metrics_port: int = Field(0, ge=0, le=65535)
+    horizon_days: int = Field(7, ge=1, le=90, description="daily history partitions kept ready after today")
+    tick_seconds: float = Field(60.0, gt=0, description="how often partitions, schedule and storage are checked")
+    lock_timeout: float = Field(
+        2.0, gt=0, le=60, description="seconds a partition detach may wait for a lock before it backs off"
+    )
+    lock_retries: int = Field(10, ge=1, le=1000)
+    growth_warning_percent: float = Field(20.0, gt=0)
+    size_critical_bytes: int = Field(50 * 1024**3, gt=0)
+    delete_batch: int = Field(1000, ge=1, le=100_000)
+    pool_size: int = Field(4, ge=2, le=64)
+    database_wait_seconds: float = Field(60.0, gt=0)
