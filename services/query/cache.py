@@ -61,6 +61,11 @@ class Book:
     last_change: datetime | None = None  # newest last_updated_at of any market
     markets: dict[MarketKey, CurrentMarket] = field(default_factory=dict)
     unavailable: int = 0  # markets with unavailable_at set, kept so alerts need no scan
+    # Moves on every change to `markets` (only `put` changes them), so a read may keep what it built
+    # from the markets alone (grpc_api's serialized pieces, in `memo`) for as long as it is unchanged.
+    # Per Book: a Book that leaves (sweep) takes its memo along; a new Book starts empty.
+    version: int = field(default=0, compare=False)
+    memo: dict[str, tuple[int, bytes]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def snapshot_time(self) -> datetime | None:
@@ -83,6 +88,7 @@ class Book:
             if old.unavailable_at is not None:
                 self.unavailable -= 1
         self.markets[key] = market
+        self.version += 1
         if market.unavailable_at is not None:
             self.unavailable += 1
         if self.last_change is None or market.last_updated_at > self.last_change:

@@ -206,8 +206,9 @@ def detail_markets(book: Book) -> list[MarketView]:
     ]
 
 
-def summarize(info: EventInfo, books: Mapping[str, Book]) -> EventView:
-    """The list entry of an event: one bookmaker entry per link, with its inline odds."""
+def summarize(info: EventInfo, books: Mapping[str, Book], *, inline: bool = True) -> EventView:
+    """The list entry of an event: one bookmaker entry per link, with its inline odds (left empty
+    with inline=False, for a caller that fills them from its own memo of them)."""
     bookmakers = []
     for link in info.links:
         book = books.get(link.slug)
@@ -217,7 +218,7 @@ def summarize(info: EventInfo, books: Mapping[str, Book]) -> EventView:
                 name=link.name,
                 external_event_id=link.external_event_id,
                 has_odds=book is not None and book.has_odds,
-                inline=inline_markets(book) if book is not None else [],
+                inline=inline_markets(book) if book is not None and inline else [],
                 snapshot_time=book.snapshot_time if book is not None else None,
             )
         )
@@ -241,9 +242,10 @@ def _view(info: EventInfo, bookmakers: list[BookmakerView]) -> EventView:
     )
 
 
-def event_detail(info: EventInfo, books: Mapping[str, Book]) -> EventDetail:
+def event_detail(info: EventInfo, books: Mapping[str, Book], *, markets: bool = True) -> EventDetail:
     """§2: every link has an entry, empty when that bookmaker has no data; tournament_country is
-    filled (the old backend's null was a defect)."""
+    filled (the old backend's null was a defect). With markets=False every market list (and the
+    summary's inline odds) is left empty, for a caller that fills them from its own memo of them."""
     by_bookmaker = []
     for link in info.links:
         book = books.get(link.slug)
@@ -252,10 +254,10 @@ def event_detail(info: EventInfo, books: Mapping[str, Book]) -> EventDetail:
                 slug=link.slug,
                 name=link.name,
                 snapshot_time=book.snapshot_time if book is not None else None,
-                markets=detail_markets(book) if book is not None else [],
+                markets=detail_markets(book) if book is not None and markets else [],
             )
         )
-    return EventDetail(summarize(info, books), by_bookmaker)
+    return EventDetail(summarize(info, books, inline=markets), by_bookmaker)
 
 
 def is_alert(info: EventInfo, books: Mapping[str, Book], now: datetime) -> bool:

@@ -130,6 +130,71 @@ def event_to_pb(e: events.EventView) -> pb.EventSummary:
     )
 
 
+def _piece(book: Book, kind: str, build: Callable[[], bytes]) -> bytes:
+    """A serialized piece built from `book.markets` alone, kept until they change (Book.version):
+    most reads find a bookmaker's markets as the previous read left them."""
+    held = book.memo.get(kind)
+    if held is not None and held[0] == book.version:
+        return held[1]
+    piece = build()
+    book.memo[kind] = (book.version, piece)
+    return piece
+
+
+def _inline_piece(book: Book) -> bytes:
+    """A BookmakerOdds holding only the book's inline odds."""
+    return _piece(
+        book,
+        "inline",
+        lambda: pb.BookmakerOdds(
+            inline_odds=[inline_to_pb(m) for m in events.inline_markets(book)]
+        ).SerializeToString(),
+    )
+
+
+def _detail_piece(book: Book) -> bytes:
+    """A BookmakerMarkets holding only the book's detail markets."""
+    return _piece(
+        book,
+        "detail",
+        lambda: pb.BookmakerMarkets(markets=[detail_to_pb(m) for m in events.detail_markets(book)]).SerializeToString(),
+    )
+
+
+def _fill(
+    entries: Iterable[pb.BookmakerOdds] | Iterable[pb.BookmakerMarkets],
+    books: Mapping[str, Book],
+    piece: Callable[[Book], bytes],
+) -> None:
+    """Merges each bookmaker's piece into its entry, built with its markets left empty."""
+    for entry in entries:
+        book = books.get(entry.bookmaker_slug)
+        if book is not None:
+            entry.MergeFromString(piece(book))
+
+
+def summary_to_pb(info: EventInfo, books: Mapping[str, Book]) -> pb.EventSummary:
+    """event_to_pb(events.summarize(info, books)), the inline odds coming from each book's memo."""
+    summary = event_to_pb(events.summarize(info, books, inline=False))
+    _fill(summary.bookmakers, books, _inline_piece)
+    return summary
+
+
+def event_detail_to_pb(info: EventInfo, books: Mapping[str, Book]) -> pb.EventDetail:
+    """The EventDetail of events.event_detail(info, books), the markets coming from each book's memo."""
+    detail = events.event_detail(info, books, markets=False)
+    out = pb.EventDetail(
+        event=event_to_pb(detail.event),
+        markets_by_bookmaker=[
+            pb.BookmakerMarkets(bookmaker_slug=b.slug, bookmaker_name=b.name, snapshot_time=_ts(b.snapshot_time))
+            for b in detail.markets_by_bookmaker
+        ],
+    )
+    _fill(out.event.bookmakers, books, _inline_piece)
+    _fill(out.markets_by_bookmaker, books, _detail_piece)
+    return out
+
+
 def point_to_pb(p: history.Point) -> pb.HistoryPoint:
     return pb.HistoryPoint(
         captured_at=_ts(p.captured_at),
@@ -349,33 +414,19 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if missing:
             loaded = await repo.load_books(self._pool, missing, events.INLINE_MARKETS)
             books_of = lambda event_id: loaded[event_id] if event_id in loaded else cache.books_of(event_id)  # noqa: E731
-        summaries = [events.summarize(e, books_of(e.id)) for e in page]
-        return pb.ListEventsResponse(events=[event_to_pb(e) for e in summaries], total=total)
+        return pb.ListEventsResponse(events=[summary_to_pb(e, books_of(e.id)) for e in page], total=total)
 
     async def _get_event(self, event_id: int) -> pb.EventDetail:
         info = self._cache.events.get(event_id)
         if info is not None:
-            detail = events.event_detail(info, self._cache.books_of(event_id))
-        else:
-            # A miss (older than the horizon, or not yet seen): the same answer from PostgreSQL.
-            found = await repo.events_by_id(self._pool, [event_id]) if event_id > 0 else []
-            if not found:
-                raise NotFound(f"event {event_id} not found")
-            metrics.FALLBACKS.labels("event").inc()
-            books = await repo.load_books(self._pool, [event_id])
-            detail = events.event_detail(found[0], books.get(event_id, {}))
-        return pb.EventDetail(
-            event=event_to_pb(detail.event),
-            markets_by_bookmaker=[
-                pb.BookmakerMarkets(
-                    bookmaker_slug=b.slug,
-                    bookmaker_name=b.name,
-                    snapshot_time=_ts(b.snapshot_time),
-                    markets=[detail_to_pb(m) for m in b.markets],
-                )
-                for b in detail.markets_by_bookmaker
-            ],
-        )
+            return event_detail_to_pb(info, self._cache.books_of(event_id))
+        # A miss (older than the horizon, or not yet seen): the same answer from PostgreSQL.
+        found = await repo.events_by_id(self._pool, [event_id]) if event_id > 0 else []
+        if not found:
+            raise NotFound(f"event {event_id} not found")
+        metrics.FALLBACKS.labels("event").inc()
+        books = await repo.load_books(self._pool, [event_id])
+        return event_detail_to_pb(found[0], books.get(event_id, {}))
 
 
 def _listing_mode(availability: int) -> Mode:
