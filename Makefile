@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/oddstore/v1/*.proto)
 GEN_STAMP := oddstore/v1/.generated
 
-.PHONY: setup proto run test test-fast lint format bench-write bench-read clean
+.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -47,5 +47,35 @@ bench-write: setup
 bench-read: setup
 	$(PY) -m bench.read $(BENCH_ARGS)
 
+bench-retention: setup
+	$(PY) -m bench.retention $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .data oddstore/v1/*_pb2*.py* $(GEN_STAMP)
+
+# --- Containers (deploy/): an image per service, the compose stack, compose-based tests -------------------
+COMPOSE := docker compose -f deploy/docker-compose.yml
+# `make images IMAGES="writer"` rebuilds one image; ODDSTORE_VERSION overrides the tag (default version-sha).
+IMAGES ?=
+
+.PHONY: docker images images-offline up down test-compose
+
+docker:
+	deploy/ensure-docker.sh
+
+images: docker
+	deploy/build-images.sh $(IMAGES)
+
+# Where no registry is reachable: stand-ins for python/postgres/redis built from Debian packages first.
+images-offline: docker
+	deploy/offline/build-bases.sh
+	deploy/build-images.sh $(IMAGES)
+
+up: images
+	$(COMPOSE) up -d --wait
+
+down:
+	$(COMPOSE) down
+
+test-compose: setup images
+	ODDSTORE_COMPOSE_TESTS=1 $(PY) -m pytest -q tests/compose
