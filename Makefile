@@ -75,7 +75,7 @@ up: images
 	$(COMPOSE) up -d --wait
 
 down:
-	$(COMPOSE) down
+	$(COMPOSE) --profile simulator down
 
 test-compose: setup images
 	ODDSTORE_COMPOSE_TESTS=1 $(PY) -m pytest -q tests/compose

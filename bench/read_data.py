@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from oddstore import codec
+from oddstore.history_partitions import ensure_partition
 from oddstore.v1 import snapshot_pb2
 from oddstore_cli.simulator import Simulator
 from services.writer import repository as writer_repo
@@ -188,7 +189,7 @@ async def _history(pool: asyncpg.Pool, data: DataSet, *, days: int, seed: int) -
     start = datetime.combine(first_day, datetime.min.time(), UTC)
     data.history_start = start
     for k in range(days):
-        await writer_repo.ensure_partition(pool, first_day + timedelta(days=k))
+        await ensure_partition(pool, first_day + timedelta(days=k))
 
     # History starts from a perturbed price, not from the current one, and walks forward.
     for m in data.markets:

@@ -33,9 +33,9 @@ from bench.retention_writer import ConcurrentWriter, Feed
 from bench.write import cpu_model, memory_gib, server_dsn
 from oddstore import migrate
 from oddstore.db import create_pool
+from oddstore.history_partitions import partition_name
 from services.retention import repository as retention_repo
 from services.retention.config import RetentionSettings
-from services.writer.repository import partition_name
 
 logger = logging.getLogger("bench.retention")
 

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 
 from oddstore import codec
+from oddstore.history_partitions import ensure_partition, partition_name
 from services.retention.partitions import day_start
 from services.writer import repository as writer_repo
 
@@ -32,7 +33,7 @@ class Partition:
 
     @property
     def name(self) -> str:
-        return writer_repo.partition_name(self.day)
+        return partition_name(self.day)
 
 
 def day_rows(rows: int, seed: int) -> list[tuple[object, ...]]:
@@ -61,7 +62,7 @@ def day_rows(rows: int, seed: int) -> list[tuple[object, ...]]:
 
 
 async def measure(conn: asyncpg.Connection, day: date) -> Partition:
-    name = writer_repo.partition_name(day)  # from a date only
+    name = partition_name(day)  # from a date only
     row = await conn.fetchrow(
         f"""
         SELECT (SELECT count(*) FROM {name}), pg_total_relation_size('{name}'::regclass),
@@ -75,7 +76,7 @@ async def load(pool: asyncpg.Pool, days: list[date], live_days: list[date], rows
     """Creates the partitions of `days` and `live_days`; fills each of `days` with the same `rows` rows (only the
     date differs), then VACUUM ANALYZE: an expired day in production was vacuumed and analyzed long ago."""
     for day in [*days, *live_days]:
-        await writer_repo.ensure_partition(pool, day)
+        await ensure_partition(pool, day)
     began = time.perf_counter()
     template = day_rows(rows, seed)
     logger.info("generated %d history rows per day in %.1fs", rows, time.perf_counter() - began)
@@ -85,10 +86,10 @@ async def load(pool: asyncpg.Pool, days: list[date], live_days: list[date], rows
         records = [(r[0], midnight + r[1], *r[2:]) for r in template]  # type: ignore[operator]
         async with pool.acquire() as conn:
             await writer_repo.copy_history(conn, records)
-        logger.info("%s: %d rows copied in %.1fs", writer_repo.partition_name(day), rows, time.perf_counter() - t)
+        logger.info("%s: %d rows copied in %.1fs", partition_name(day), rows, time.perf_counter() - t)
     async with pool.acquire() as conn:
         for day in days:
             t = time.perf_counter()
-            await conn.execute(f"VACUUM (ANALYZE) {writer_repo.partition_name(day)}")
-            logger.info("VACUUM (ANALYZE) %s in %.1fs", writer_repo.partition_name(day), time.perf_counter() - t)
+            await conn.execute(f"VACUUM (ANALYZE) {partition_name(day)}")
+            logger.info("VACUUM (ANALYZE) %s in %.1fs", partition_name(day), time.perf_counter() - t)
         return [await measure(conn, day) for day in days]

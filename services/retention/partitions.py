@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from services.writer.repository import partition_name
+from oddstore.history_partitions import partition_name
 
 # The only shape of name this service will ever drop: anything else attached to the table was not made
 # from a validated date here, so it is left alone.

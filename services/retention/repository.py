@@ -16,11 +16,11 @@ from typing import Any
 
 import asyncpg
 
+from oddstore.history_partitions import partition_name
 from services.retention.cleanup import Counts, RunRecord
 from services.retention.partitions import parse_name
 from services.retention.storage import NewAlert, TableSize
 from services.retention.stored_settings import SettingsUpdate, StoredSettings
-from services.writer.repository import partition_name
 
 logger = logging.getLogger(__name__)
 

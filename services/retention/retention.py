@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
+from oddstore.history_partitions import ensure_partition
 from services.retention import metrics
 from services.retention import repository as repo
 from services.retention.cleanup import (
@@ -34,7 +35,6 @@ from services.retention.stored_settings import (
     StoredSettings,
     validated,
 )
-from services.writer.repository import ensure_partition
 
 logger = logging.getLogger(__name__)
 

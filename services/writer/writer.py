@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from oddstore import codec
+from oddstore.history_partitions import ensure_partition
 from oddstore.model import Event, Market, Snapshot
 from services.writer import metrics
 from services.writer import repository as repo
@@ -168,7 +169,7 @@ class Writer:
         started = time.perf_counter()
         days = {snapshots[i].captured_at.date() for ids in by_pair.values() for i in ids}  # type: ignore[union-attr]
         for day in sorted(days - self._partitions):
-            await repo.ensure_partition(self._pool, day)
+            await ensure_partition(self._pool, day)
             self._partitions.add(day)
 
         pairs = sorted(by_pair)

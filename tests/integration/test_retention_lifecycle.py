@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 
 from oddstore import migrate
+from oddstore.history_partitions import ensure_partition, partition_name
 from services.retention.cleanup import INTERRUPTED, CleanupInProgress
 from services.retention.config import RetentionSettings
 from services.retention.retention import Retention
-from services.writer.repository import ensure_partition, partition_name
 from services.writer.writer import Status, Writer
 from tests.conftest import REPO_ROOT
 from tests.factories import market, new_event_id, snapshot

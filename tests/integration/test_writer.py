@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from oddstore import codec
-from services.writer.repository import partition_name
+from oddstore.history_partitions import partition_name
 from services.writer.writer import Status, Writer
 from tests.factories import market, new_event_id, now, snapshot
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oddstore.history_partitions import partition_name
 from services.retention.partitions import days_ahead, expired_days, missing_days, parse_name, required_days
 from services.retention.schedule import due_slot, next_run, slot_at_or_before
 from services.retention.storage import growth_alert, sample_due, size_alert
 from services.retention.stored_settings import InvalidSetting, SettingsUpdate, validated
-from services.writer.repository import partition_name
 
 
 def at(*args: int) -> datetime:

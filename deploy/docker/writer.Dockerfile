@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# Built from the repository root: docker build -f deploy/docker/NAME.Dockerfile .  (see deploy/build-images.sh)
+# Python dependencies come only from the wheelhouse built on the host (deploy/wheelhouse.sh): pip inside
+# a build cannot reach the package index here, and air-gapped sites build the same way.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# The same two first stages in every Dockerfile, so the builder's cache shares them between images.
+FROM ${PYTHON_IMAGE} AS deps
+COPY deploy/.wheelhouse/ /wheels/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements.txt \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip \
+ && find /opt/venv -name '*.pyc' -path '*/tests/*' -delete
+
+# gRPC code is generated here from protos/, the only contract between services, instead of copied from
+# the host: the image then depends on nothing the host generated, and a change to protos/ alone
+# invalidates exactly the images that include it.
+FROM ${PYTHON_IMAGE} AS proto
+COPY deploy/.wheelhouse/ /wheels/
+RUN python3 -m venv /opt/tools \
+ && /opt/tools/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements-build.txt
+COPY protos/ /src/protos/
+RUN mkdir -p /gen \
+ && /opt/tools/bin/python -m grpc_tools.protoc -I /src/protos --python_out=/gen --grpc_python_out=/gen \
+        /src/protos/oddstore/v1/*.proto
+
+FROM ${PYTHON_IMAGE}
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin oddstore
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 LOG_FORMAT=json
+COPY oddstore/ oddstore/
+COPY --from=proto /gen/oddstore/v1/ oddstore/v1/
+COPY services/__init__.py services/
+COPY services/writer/ services/writer/
+# Configuration only through the environment (README); listen on every interface inside the container.
+ENV WRITER_LISTEN=0.0.0.0:50052
+USER 10001
+EXPOSE 50052
+# main.py handles SIGTERM: NOT_SERVING, in-flight calls drained for SHUTDOWN_GRACE_SECONDS, then exit.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = os.environ['WRITER_LISTEN'].rsplit(':', 1)[1]; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(), timeout=3); sys.exit(r.status != h.HealthCheckResponse.SERVING)"]
+CMD ["python", "-m", "services.writer.main"]

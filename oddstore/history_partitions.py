@@ -1,0 +1,55 @@
+"""Daily partitions of market_odds_history: names and bounds from dates only, created without
+blocking writers. Shared by the writer (on demand) and retention (ahead of time)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, time, timedelta
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+PARTITION_EXISTS = """
+SELECT 1 FROM pg_class WHERE relname = $1 AND relkind = 'r'
+"""
+
+
+def partition_name(day: date) -> str:
+    """The name of a day's history partition; built only from a date, never from input text."""
+    return f"market_odds_history_p{day:%Y%m%d}"
+
+
+def partition_ddl(day: date) -> list[str]:
+    """Create the table, then attach it: ATTACH PARTITION locks the parent in SHARE UPDATE EXCLUSIVE
+    mode, which inserts do not wait for, where CREATE TABLE ... PARTITION OF would take ACCESS
+    EXCLUSIVE and stall every writer for as long as it waits."""
+    start = datetime.combine(day, time(), UTC)
+    end = start + timedelta(days=1)
+    name = partition_name(day)
+    return [
+        f"CREATE TABLE {name} (LIKE market_odds_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+        f"ALTER TABLE market_odds_history ATTACH PARTITION {name} "
+        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')",
+    ]
+
+
+async def ensure_partition(pool: asyncpg.Pool, day: date) -> None:
+    """Creates a day's history partition if it is missing, in its own short transaction under a
+    lock timeout (never for the length of a write batch)."""
+    async with pool.acquire() as conn:
+        if await conn.fetchval(PARTITION_EXISTS, partition_name(day)):
+            return
+        for attempt in range(20):
+            try:
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL lock_timeout = '2s'")
+                    for statement in partition_ddl(day):
+                        await conn.execute(statement)
+                logger.info("created history partition %s", partition_name(day))
+                return
+            except asyncpg.exceptions.LockNotAvailableError:
+                logger.warning("partition %s: lock busy, retry %d", partition_name(day), attempt + 1)
+            except (asyncpg.exceptions.DuplicateTableError, asyncpg.exceptions.UniqueViolationError):
+                return  # created concurrently by another writer
+        raise asyncpg.exceptions.LockNotAvailableError(f"could not create {partition_name(day)}")

@@ -1,0 +1,203 @@
+"""The container stack (deploy/docker-compose.yml) via testcontainers: replay, read back, writer replaced.
+
+Needs a Docker engine with the Compose v2 plugin. Without one these tests SKIP, unless
+ODDSTORE_COMPOSE_TESTS=1 (CI, `make test-compose`), where they FAIL: a CI run must not pass quietly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+REQUIRED = os.environ.get("ODDSTORE_COMPOSE_TESTS") == "1"
+PROJECT = "oddstore-compose-test"
+STARTUP_TIMEOUT = 180.0
+
+
+def _unavailable(reason: str) -> None:
+    message = f"compose tests: {reason}"
+    if REQUIRED:
+        pytest.fail(f"{message} (ODDSTORE_COMPOSE_TESTS=1: a Docker engine is required; see deploy/ensure-docker.sh)")
+    pytest.skip(f"{message} -- SKIPPED; set ODDSTORE_COMPOSE_TESTS=1 to make this a failure")
+
+
+def _engine_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "no docker command"
+    for args in (["docker", "info"], ["docker", "compose", "version"]):
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return f"`{' '.join(args)}` timed out"
+        if done.returncode != 0:
+            return f"`{' '.join(args)}` failed: {done.stderr.strip()[-300:]}"
+    try:
+        import testcontainers.compose  # noqa: F401
+    except ImportError:
+        return "the testcontainers package is not installed (dev extras)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _compose(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "compose", "-f", str(DEPLOY / "docker-compose.yml"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+
+
+def _psql(sql: str) -> list[list[str]]:
+    done = _compose("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "oddstore", "-At", "-F", "\t", "-c", sql)
+    return [line.split("\t") for line in done.stdout.splitlines() if line]
+
+
+def _oddstore(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oddstore_cli.main", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def _simulate(path: Path, *, events: int, cycles: int, seed: int) -> list[dict[str, object]]:
+    # Simulated time in the recent past: accepted by ingest's retention window and never in the future.
+    start = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    done = _oddstore(
+        "simulate", "--output", str(path), "--events", str(events), "--cycles", str(cycles),
+        "--seed", str(seed), "--start", start, "--interval", "60",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _summary(stdout: str) -> dict[str, int]:
+    counts = {key: int(value) for key, value in re.findall(r"^([a-z ]+?):\s+(\d+)\s*$", stdout, re.MULTILINE)}
+    counts.update({key: int(value) for key, value in re.findall(r"\b(new|changed|unavailable|returned) (\d+)", stdout)})
+    return counts
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[dict[str, str]]:
+    problem = _engine_problem()
+    if problem:
+        _unavailable(problem)
+    from testcontainers.compose import DockerCompose
+
+    # Cached: a no-op when nothing changed. Base images must exist (a registry, or `make images-offline`).
+    built = subprocess.run([str(DEPLOY / "build-images.sh")], capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, f"building the images failed (try `make images-offline`):\n{built.stderr[-3000:]}"
+
+    ports = {"ODDSTORE_INGEST_PORT": str(_free_port()), "ODDSTORE_GATEWAY_PORT": str(_free_port())}
+    env = {"COMPOSE_PROJECT_NAME": PROJECT, **ports}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)  # testcontainers runs `docker compose` with this process's environment
+    compose = DockerCompose(str(DEPLOY), compose_file_name="docker-compose.yml", wait=True)
+    try:
+        _compose("down", "--volumes", "--remove-orphans")  # leftovers of an interrupted run
+        compose.start()
+        gateway = f"http://127.0.0.1:{ports['ODDSTORE_GATEWAY_PORT']}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{gateway}/api/health", timeout=2).json().get("status") == "healthy":
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"the gateway did not report healthy within {STARTUP_TIMEOUT:.0f} s")
+        yield {"gateway": gateway, "ingest": f"127.0.0.1:{ports['ODDSTORE_INGEST_PORT']}"}
+    finally:
+        try:
+            if sys.exc_info()[0] is not None or os.environ.get("ODDSTORE_COMPOSE_LOGS") == "1":
+                print(_compose("logs", "--no-color", "--tail", "50").stdout[-20000:], file=sys.stderr)
+        finally:
+            compose.stop(down=True)  # down --volumes: nothing outlives the test
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def test_a_replayed_file_is_read_back_through_the_gateway(stack: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "feed.jsonl"
+    snapshots = _simulate(path, events=20, cycles=1, seed=7)
+
+    done = _oddstore("replay", str(path), "--ingest", stack["ingest"])
+
+    assert done.returncode == 0, done.stderr
+    counts = _summary(done.stdout)
+    assert counts["accepted"] == len(snapshots), done.stdout
+    event_ids = sorted({int(s["event"]["id"]) for s in snapshots})  # type: ignore[index]
+    listing = httpx.get(f"{stack['gateway']}/api/events", params={"page_size": 100}, timeout=10).json()
+    assert {e["id"] for e in listing["events"]} >= set(event_ids)
+    for event_id in event_ids:
+        detail = httpx.get(f"{stack['gateway']}/api/events/{event_id}", timeout=10)
+        assert detail.status_code == 200, detail.text
+        assert detail.json()["id"] == event_id
+        assert detail.json()["bookmakers"], f"event {event_id} has no bookmakers"
+
+
+def test_replacing_the_writer_mid_stream_loses_no_acknowledged_snapshot(stack: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    snapshots = _simulate(path, events=60, cycles=8, seed=11)
+    result: dict[str, subprocess.CompletedProcess[str]] = {}
+    # Small batches, one in flight: the stream lasts long enough to straddle the writer's replacement.
+    replay = threading.Thread(
+        target=lambda: result.setdefault(
+            "replay",
+            _oddstore("replay", str(path), "--ingest", stack["ingest"], "--batch-size", "10", "--concurrency", "1"),
+        )
+    )
+    replay.start()
+    time.sleep(1.5)
+    assert replay.is_alive(), "the replay finished before the writer was replaced: make the stream longer"
+    _compose("up", "-d", "--no-deps", "--force-recreate", "writer", timeout=120)
+    replay.join(timeout=300)
+
+    done = result["replay"]
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-3000:]}"
+    counts = _summary(done.stdout)
+    assert counts.get("not acknowledged", 0) == 0 and counts["rejected"] == 0, done.stdout
+    assert counts["accepted"] + counts["superseded"] == len(snapshots), done.stdout
+
+    # Every acknowledged snapshot is in the database: each (event, bookmaker) stands at its newest snapshot ...
+    newest: dict[tuple[int, str], datetime] = {}
+    for s in snapshots:
+        key = (int(s["event"]["id"]), str(s["bookmaker"]))  # type: ignore[index]
+        at = datetime.fromisoformat(str(s["captured_at"]).replace("Z", "+00:00"))
+        newest[key] = max(newest.get(key, at), at)
+    ids = ",".join(str(event_id) for event_id, _ in newest)
+    rows = _psql(
+        "SELECT event_id, bookmaker_slug, extract(epoch FROM captured_at) FROM latest_snapshots "
+        f"WHERE event_id IN ({ids})"
+    )
+    stored = {(int(e), b): datetime.fromtimestamp(float(t), UTC) for e, b, t in rows}
+    assert stored == newest
+    # ... and every transition acknowledged as written has its history row (a batch committed whose answer
+    # was lost in the restart is retried and comes back SUPERSEDED: then there are more rows, never fewer).
+    transitions = counts["new"] + counts["changed"] + counts["unavailable"] + counts["returned"]
+    (history,) = _psql(f"SELECT count(*) FROM market_odds_history WHERE event_id IN ({ids})")
+    assert int(history[0]) >= transitions > 0
