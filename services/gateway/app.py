@@ -21,8 +21,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from oddstore.v1 import query_pb2
 from services.gateway import convert, models, retention_api
-from services.gateway.query_client import InvalidArgument, NotFound, QueryClient, QueryFailed, Unavailable
-from services.gateway.retention_client import Conflict, RetentionClient
+from services.gateway.query_client import Conflict, InvalidArgument, NotFound, QueryClient, QueryFailed, Unavailable
+from services.gateway.retention_client import RetentionClient
 
 logger = logging.getLogger(__name__)
 

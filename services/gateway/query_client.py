@@ -48,6 +48,10 @@ class QueryFailed(QueryError):
     """Any other status: a fault on the service side."""
 
 
+class Conflict(QueryError):
+    """ABORTED: the request conflicts with work in progress (a cleanup run is already running)."""
+
+
 _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -56,18 +60,21 @@ _TRANSIENT = {
 }
 
 
-def _translate(error: grpc.aio.AioRpcError, method: str, deadline: float) -> QueryError:
+def translate(error: grpc.aio.AioRpcError, service: str, method: str, deadline: float) -> QueryError:
+    """A backend's gRPC status as the gateway's domain error; `service` names the backend in messages."""
     code = error.code()
     details = error.details() or ""
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(details or "Not found")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(details or "Invalid argument")
+    if code == grpc.StatusCode.ABORTED:
+        return Conflict(details or "Conflict")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return Unavailable(f"Query service did not answer {method} within {deadline:g} s")
+        return Unavailable(f"{service} did not answer {method} within {deadline:g} s")
     if code in _TRANSIENT:
-        return Unavailable(f"Query service unavailable ({code.name}): {details}".rstrip(": "))
-    return QueryFailed(f"Query service failed {method} ({code.name}): {details}".rstrip(": "))
+        return Unavailable(f"{service} unavailable ({code.name}): {details}".rstrip(": "))
+    return QueryFailed(f"{service} failed {method} ({code.name}): {details}".rstrip(": "))
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ class QueryClient:
         try:
             return await getattr(self._stub, method)(request, timeout=self.deadline)
         except grpc.aio.AioRpcError as error:
-            translated = _translate(error, method, self.deadline)
+            translated = translate(error, "Query service", method, self.deadline)
             if isinstance(translated, Unavailable | QueryFailed):
                 logger.warning("%s failed: %s", method, translated.message)
             raise translated from error

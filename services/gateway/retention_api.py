@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 
 from services.gateway import convert, models
-from services.gateway.query_client import NotFound
-from services.gateway.retention_client import Conflict, RetentionClient
+from services.gateway.query_client import Conflict, NotFound
+from services.gateway.retention_client import RetentionClient
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 CLEANUP_RUNNING = "A cleanup is already running; try again when it has finished"

@@ -13,39 +13,11 @@ import grpc
 
 from oddstore.grpc_server import client_options
 from oddstore.v1 import retention_pb2, retention_pb2_grpc
-from services.gateway.query_client import InvalidArgument, NotFound, QueryError, QueryFailed, Unavailable
+from services.gateway.query_client import QueryFailed, Unavailable, translate
 
 logger = logging.getLogger(__name__)
 
 RETENTION_SERVICE_NAME = retention_pb2.DESCRIPTOR.services_by_name["RetentionService"].full_name
-
-
-class Conflict(QueryError):
-    """ABORTED: the request conflicts with work in progress (a cleanup run is already running)."""
-
-
-_TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.CANCELLED,
-}
-
-
-def _translate(error: grpc.aio.AioRpcError, method: str, deadline: float) -> QueryError:
-    code = error.code()
-    details = error.details() or ""
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(details or "Not found")
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument(details or "Invalid argument")
-    if code == grpc.StatusCode.ABORTED:
-        return Conflict(details or "Conflict")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return Unavailable(f"Retention service did not answer {method} within {deadline:g} s")
-    if code in _TRANSIENT:
-        return Unavailable(f"Retention service unavailable ({code.name}): {details}".rstrip(": "))
-    return QueryFailed(f"Retention service failed {method} ({code.name}): {details}".rstrip(": "))
 
 
 class RetentionClient:
@@ -89,7 +61,7 @@ class RetentionClient:
         try:
             return await getattr(self._stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as error:
-            translated = _translate(error, method, timeout)
+            translated = translate(error, "Retention service", method, timeout)
             if isinstance(translated, Unavailable | QueryFailed):
                 logger.warning("%s failed: %s", method, translated.message)
             raise translated from error
