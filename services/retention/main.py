@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from oddstore import logs
+from oddstore import logs, runtime
 from services.retention.bootstrap import run
 from services.retention.config import RetentionSettings
 
 
 def main() -> None:
     settings = RetentionSettings()
+    runtime.tune_gc()
     logs.configure(settings.log_level, settings.log_format, "retention")
     asyncio.run(run(settings))
 
