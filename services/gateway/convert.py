@@ -7,7 +7,7 @@ Timestamps mean null; everything here keeps that distinction (contract §0: `lin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -20,8 +20,12 @@ SECONDS_PER_HOUR = 3600
 KNOWN_PLATFORMS = ("sportybet", "betpawa", "bet9ja")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_datetime(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+    # Arithmetic rather than Timestamp.ToDatetime, which costs ~3x more and runs once per history point.
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def optional_datetime(message: Message, field: str) -> datetime | None:
