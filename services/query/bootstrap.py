@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
@@ -14,7 +16,7 @@ from oddstore.v1 import query_pb2, query_pb2_grpc
 from services.query.cache import OddsCache
 from services.query.config import QuerySettings
 from services.query.feed import Feed
-from services.query.grpc_api import QueryServicer
+from services.query.grpc_api import QueryServicer, keep_rendered
 from services.query.history_cache import HistoryCache, connect
 from services.query.history_repository import HistoryReader
 
@@ -30,9 +32,14 @@ class QueryApp:
     feed: Feed
     pool: asyncpg.Pool
     history: HistoryCache
+    renderer: asyncio.Task[None] | None = field(default=None)
 
     async def stop(self, grace: float) -> None:
         await self.server.stop(grace)
+        if self.renderer is not None:
+            self.renderer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.renderer
         await self.feed.stop()
         await self.history.close()
         await self.pool.close()
@@ -77,7 +84,7 @@ async def start(settings: QuerySettings) -> QueryApp:
     runtime.freeze_long_lived()
     logger.info("query on port %d, %d events and %d markets cached", server.port, len(cache.events), cache.market_count)
     await server.set_serving(True)
-    return QueryApp(server, cache, feed, pool, history)
+    return QueryApp(server, cache, feed, pool, history, asyncio.create_task(keep_rendered(cache)))
 
 
 async def run(settings: QuerySettings) -> None:

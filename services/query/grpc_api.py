@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -159,6 +160,28 @@ def _detail_piece(book: Book) -> bytes:
         "detail",
         lambda: pb.BookmakerMarkets(markets=[detail_to_pb(m) for m in events.detail_markets(book)]).SerializeToString(),
     )
+
+
+def _stale(book: Book) -> bool:
+    return any(book.memo.get(kind, (-1, b""))[0] != book.version for kind in ("inline", "detail"))
+
+
+async def keep_rendered(cache: OddsCache, interval: float = 1.0, batch: int = 5) -> None:
+    """Renders, in the background, the pieces of every cached bookmaker whose markets changed, so a
+    read finds them ready: a cold 336-market event detail costs ~2.5 ms to build against ~0.1 ms
+    assembled, and most changes (a scrape moves ~5 % of markets) reach books that will be read again.
+    Yields to the event loop every `batch` books, so reads are never held up for long."""
+    while True:
+        done = 0
+        for books in list(cache.books.values()):
+            for book in list(books.values()):
+                if _stale(book):
+                    _inline_piece(book)
+                    _detail_piece(book)
+                    done += 1
+                    if done % batch == 0:
+                        await asyncio.sleep(0)
+        await asyncio.sleep(interval)
 
 
 def _fill(

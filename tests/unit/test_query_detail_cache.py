@@ -189,3 +189,21 @@ async def test_the_list_page_uses_the_same_memo_and_sees_new_odds() -> None:
     assert second.events[1] == grpc_api.event_to_pb(events.summarize(cache.events[2], cache.books_of(2)))
     # GetEvent through the servicer answers from the same cache.
     assert await servicer._get_event(2) == fresh(cache.events[2], cache.books_of(2))
+
+
+async def test_the_background_renderer_rebuilds_changed_books_before_they_are_read() -> None:
+    import asyncio
+
+    cache = loaded()
+    task = asyncio.create_task(grpc_api.keep_rendered(cache, interval=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        assert not any(grpc_api._stale(b) for b in cache.books_of(1).values())
+        cache.load_rows([row("betpawa", "3743", odds=(("1", 1.5, True), ("X", 4.0, True), ("2", 6.0, True)),
+                             updated=T0 + timedelta(minutes=5))])  # fmt: skip
+        assert grpc_api._stale(cache.books_of(1)["betpawa"])
+        await asyncio.sleep(0.05)
+        assert not grpc_api._stale(cache.books_of(1)["betpawa"])  # ready before anyone asked
+        assert_current(cache)
+    finally:
+        task.cancel()
