@@ -167,7 +167,7 @@ class Writer:
         results: list[Result | None],
     ) -> None:
         started = time.perf_counter()
-        days = {snapshots[i].captured_at.date() for ids in by_pair.values() for i in ids}  # type: ignore[union-attr]
+        days = {_at(snapshots[i]).date() for ids in by_pair.values() for i in ids}
         for day in sorted(days - self._partitions):
             await ensure_partition(self._pool, day)
             self._partitions.add(day)
@@ -186,9 +186,9 @@ class Writer:
             for pair in pairs:
                 event_id, slug = pair
                 state = working[pair]
-                for i in sorted(by_pair[pair], key=lambda j: snapshots[j].captured_at):  # type: ignore[arg-type,return-value]
+                for i in sorted(by_pair[pair], key=lambda j: _at(snapshots[j])):
                     s = snapshots[i]
-                    at: datetime = s.captured_at  # type: ignore[assignment]
+                    at = _at(s)
                     if event_id in rejected_events:
                         results[i] = Result(Status.REJECTED, reason=rejected_events[event_id])
                         continue
@@ -330,6 +330,12 @@ class Writer:
                 list(links.values()),
             )
         return home, set(other), links
+
+
+def _at(s: Observed) -> datetime:
+    """The capture time of a snapshot that passed write()'s checks (it has one, time-zone aware)."""
+    assert s.captured_at is not None
+    return s.captured_at
 
 
 def event_row(e: Event) -> tuple[Any, ...]:
