@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from oddstore import codec
 from services.query import odds
 from services.query.history import (
     BookmakerMargins,
@@ -164,14 +163,6 @@ class UnknownBookmaker(LookupError):
         self.slug = slug
 
 
-def _legacy_outcomes(raw: str) -> tuple[odds.Odds, ...]:
-    # Rounded to the thousandths the new table stores, so that the same price compares equal in both.
-    return tuple(
-        (str(o["name"]), codec.from_milli(codec.to_milli(float(o.get("odds") or 0))), bool(o.get("is_active", True)))
-        for o in json.loads(raw)
-    )
-
-
 def _new_point(row: asyncpg.Record) -> Point:
     available: bool = row["available"]
     # The history row of a disappearance is the moment the market became unavailable.
@@ -182,7 +173,9 @@ def _new_point(row: asyncpg.Record) -> Point:
 
 def _legacy_point(row: asyncpg.Record) -> Point:
     unavailable_at: datetime | None = row["unavailable_at"]
-    return Point(row["captured_at"], _legacy_outcomes(row["outcomes"]), unavailable_at is None, unavailable_at)
+    return Point(
+        row["captured_at"], tuple(odds.legacy_outcomes(row["outcomes"])), unavailable_at is None, unavailable_at
+    )
 
 
 def _groups(raw: Sequence[str] | str | None) -> tuple[str, ...] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from oddstore import codec
@@ -20,3 +21,13 @@ def margin(outcomes: Iterable[Odds]) -> float | None:
     if total == 0:
         return None
     return round((total - 1) * 100, 2)
+
+
+def legacy_outcomes(raw: str | None) -> list[Odds]:
+    """A legacy outcomes JSON array of {name, odds, is_active}, odds rounded to the thousandths the new
+    tables store, so that the same price compares equal in both and the list agrees with the history."""
+    parsed = json.loads(raw) if raw is not None else None
+    return [
+        (str(o["name"]), codec.from_milli(codec.to_milli(float(o.get("odds") or 0))), bool(o.get("is_active", True)))
+        for o in parsed or ()
+    ]

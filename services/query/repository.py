@@ -3,17 +3,15 @@ and the legacy competitor-only events. Bookmakers are always joined by slug, nev
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from oddstore import codec
 from services.query.cache import Book, EventInfo, Link, MarketKey, Pair, market_from_row
 from services.query.events import INLINE_MARKETS, CompetitorBook, CompetitorEvent, CompetitorMarket
-from services.query.odds import Odds
+from services.query.odds import legacy_outcomes
 
 _EVENTS = """
 SELECT e.id, e.sportradar_id, e.name, e.home_team, e.away_team, e.kickoff, e.created_at,
@@ -224,16 +222,6 @@ async def competitor_events(
             external_event_id=r[13],
         )
         for r in rows
-    ]
-
-
-def legacy_outcomes(raw: str | None) -> list[Odds]:
-    """A legacy outcomes JSON array of {name, odds, is_active}, odds rounded to the thousandths the
-    new tables store (as the history reads do, so the list and the history dialog agree)."""
-    parsed = json.loads(raw) if raw is not None else None
-    return [
-        (str(o["name"]), codec.from_milli(codec.to_milli(float(o.get("odds") or 0))), bool(o.get("is_active", True)))
-        for o in parsed or ()
     ]
 
 
