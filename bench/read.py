@@ -36,7 +36,7 @@ from bench import read_data, read_measure
 from bench.databases import Server
 from bench.read_measure import Floor, Freshness, Gateway, QueryDirect, Timing
 from bench.services import ServiceProcess, free_port, scrape_gauge, wait_serving
-from bench.write import cpu_model, memory_gib, server_dsn
+from bench.write import cpu_model, memory_gib, run_and_report, server_dsn
 from oddstore import migrate
 from oddstore.grpc_server import client_options
 
@@ -467,25 +467,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
-    began = time.perf_counter()
     results = Results()
-    failure: BaseException | None = None
-    try:
-        asyncio.run(run(args, dsn, results))
-    except KeyboardInterrupt:
-        logger.error("interrupted: services stopped and the database dropped")
-        return 130
-    except Exception as exc:  # report what was measured before the failure, then fail
-        logger.exception("benchmark failed: services stopped and the database dropped")
-        failure = exc
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    print(report(results, args, time.perf_counter() - began))
-    if failure is not None:
-        print(f"\n**The run failed before finishing**: {type(failure).__name__}: {str(failure).splitlines()[0]}")
-        return 1
-    return 0
+    return run_and_report(
+        lambda: run(args, dsn, results),
+        lambda seconds: report(results, args, seconds),
+        embedded,
+        "services stopped and the database dropped",
+    )
 
 
 if __name__ == "__main__":

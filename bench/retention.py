@@ -30,7 +30,7 @@ from bench import retention_data
 from bench.databases import Server
 from bench.retention_measure import Window, overlapping, percentile, wal_lsn
 from bench.retention_writer import ConcurrentWriter, Feed
-from bench.write import cpu_model, memory_gib, server_dsn
+from bench.write import cpu_model, memory_gib, run_and_report, server_dsn
 from oddstore import migrate
 from oddstore.db import create_pool
 from oddstore.history_partitions import partition_name
@@ -466,28 +466,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
-    began = time.perf_counter()
     results = Results()
-    failure: BaseException | None = None
-    try:
-        asyncio.run(run(args, dsn, results))
-    except KeyboardInterrupt:
-        logger.error("interrupted: the database was dropped")
-        return 130
-    except Exception as exc:  # report what was measured before the failure, then fail
-        logger.exception("benchmark failed: the database was dropped")
-        failure = exc
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    print(report(results, args, time.perf_counter() - began))
-    if failure is not None:
-        print(f"\n**The run failed before finishing**: {type(failure).__name__}: {str(failure).splitlines()[0]}")
-        return 1
-    if results.writer is None or results.writer.failures:
+    code = run_and_report(
+        lambda: run(args, dsn, results),
+        lambda seconds: report(results, args, seconds),
+        embedded,
+        "the database was dropped",
+    )
+    if code == 0 and (results.writer is None or results.writer.failures):
         logger.error("the concurrent writer had failed writes: the benchmark fails")
         return 1
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench import floor, legacy, ours
 from bench.databases import Server
@@ -394,6 +395,34 @@ def server_dsn(args: argparse.Namespace) -> tuple[str, EmbeddedPostgres | None]:
     was_running = embedded.is_running()
     dsn = embedded.start()
     return dsn, None if was_running else embedded
+
+
+def run_and_report(
+    run: Callable[[], Coroutine[Any, Any, None]],
+    report: Callable[[float], str],
+    embedded: EmbeddedPostgres | None,
+    cleaned: str,
+) -> int:
+    """The shell of a benchmark program: runs it, prints its report even after a failure (what was
+    measured before it), stops an embedded server it started; 0, 1 on failure, 130 on Ctrl-C."""
+    began = time.perf_counter()
+    failure: BaseException | None = None
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        logger.error("interrupted: %s", cleaned)
+        return 130
+    except Exception as exc:  # report what was measured before the failure, then fail
+        logger.exception("benchmark failed: %s", cleaned)
+        failure = exc
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(report(time.perf_counter() - began))
+    if failure is not None:
+        print(f"\n**The run failed before finishing**: {type(failure).__name__}: {str(failure).splitlines()[0]}")
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
