@@ -11,6 +11,7 @@ import asyncpg
 from oddstore import db, metrics, runtime
 from oddstore.grpc_server import Server, create_server, wait_for_signal
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
+from services.writer import metrics as writer_metrics
 from services.writer.config import WriterSettings
 from services.writer.grpc_api import WriterServicer
 from services.writer.writer import Writer
@@ -37,6 +38,8 @@ async def start(settings: WriterSettings) -> WriterApp:
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
     writer = Writer(pool, home_bookmaker=settings.home_bookmaker, warm_days=settings.warm_days)
+    # Counted when /metrics is scraped, not after every batch (a walk over every pair's state).
+    writer_metrics.TRACKED_MARKETS.set_function(lambda: writer.tracked_markets)
     server = create_server(
         settings.listen,
         lambda s: writer_pb2_grpc.add_WriterServiceServicer_to_server(WriterServicer(writer), s),

@@ -128,7 +128,6 @@ class Writer:
             async for r in conn.cursor(repo.WARM_MARKETS, since, prefetch=10_000):
                 pairs[(r[0], r[1])].markets[(r[2], r[3])] = Known(r[4], r[5])
         self._pairs.update(pairs)
-        metrics.TRACKED_MARKETS.set(self.tracked_markets)
         return self.tracked_markets
 
     async def write_snapshots(self, snapshots: Sequence[Snapshot]) -> list[Result]:
@@ -249,7 +248,6 @@ class Writer:
             assert r is not None
             total.add(r.counts)
         metrics.record_batch(len(snapshots), total, len(history), time.perf_counter() - started)
-        metrics.TRACKED_MARKETS.set(self.tracked_markets)
 
     async def _working_states(
         self, conn: asyncpg.Connection, pairs: list[repo.Pair], claimed: dict[repo.Pair, datetime | None]
