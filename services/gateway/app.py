@@ -207,14 +207,19 @@ async def get_event(query: QueryDep, event_id: IdPath) -> Response:
     return _json(convert.event_detail(detail))
 
 
+BookmakerSlugQuery = Annotated[str, Query(description="betpawa, sportybet or bet9ja", examples=["betpawa"])]
+TimeBoundQuery = Annotated[UtcInstant | None, Query(description="inclusive")]
+
+
 def _history_request(
-    event_id: int,
-    market_id: str,
-    bookmaker_slug: str,
-    line: float | None,
-    from_time: datetime | None,
-    to_time: datetime | None,
+    event_id: IdPath,
+    market_id: MarketIdPath,
+    bookmaker_slug: BookmakerSlugQuery,
+    line: LineQuery = None,
+    from_time: TimeBoundQuery = None,
+    to_time: TimeBoundQuery = None,
 ) -> query_pb2.GetMarketHistoryRequest:
+    """The parameters both history endpoints share, as the query service's request."""
     request = query_pb2.GetMarketHistoryRequest(event_id=event_id, market_id=market_id, bookmaker_slug=bookmaker_slug)
     if line is not None:
         request.line = line
@@ -225,6 +230,9 @@ def _history_request(
     return request
 
 
+HistoryRequest = Annotated[query_pb2.GetMarketHistoryRequest, Depends(_history_request)]
+
+
 async def _history(query: QueryClient, request: query_pb2.GetMarketHistoryRequest) -> query_pb2.MarketHistory:
     try:
         return await query.get_market_history(request)
@@ -233,26 +241,13 @@ async def _history(query: QueryClient, request: query_pb2.GetMarketHistoryReques
         raise HTTPException(404, f"Bookmaker not found: {request.bookmaker_slug}") from exc
 
 
-BookmakerSlugQuery = Annotated[str, Query(description="betpawa, sportybet or bet9ja", examples=["betpawa"])]
-TimeBoundQuery = Annotated[UtcInstant | None, Query(description="inclusive")]
-
-
 @router.get(
     "/events/{event_id}/markets/{market_id}/history",
     response_model=models.OddsHistoryResponse,
     responses={404: _error("unknown bookmaker")},
     tags=["history"],
 )
-async def odds_history(
-    query: QueryDep,
-    event_id: IdPath,
-    market_id: MarketIdPath,
-    bookmaker_slug: BookmakerSlugQuery,
-    line: LineQuery = None,
-    from_time: TimeBoundQuery = None,
-    to_time: TimeBoundQuery = None,
-) -> Response:
-    request = _history_request(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+async def odds_history(query: QueryDep, request: HistoryRequest) -> Response:
     return _json(convert.odds_history(await _history(query, request)))
 
 
@@ -262,16 +257,7 @@ async def odds_history(
     responses={404: _error("unknown bookmaker")},
     tags=["history"],
 )
-async def margin_history(
-    query: QueryDep,
-    event_id: IdPath,
-    market_id: MarketIdPath,
-    bookmaker_slug: BookmakerSlugQuery,
-    line: LineQuery = None,
-    from_time: TimeBoundQuery = None,
-    to_time: TimeBoundQuery = None,
-) -> Response:
-    request = _history_request(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+async def margin_history(query: QueryDep, request: HistoryRequest) -> Response:
     return _json(convert.margin_history(await _history(query, request)))
 
 
