@@ -358,22 +358,6 @@ async def start_fake_backend() -> FakeBackend:
     return FakeBackend(fake, server)
 
 
-@contextmanager
-def fake_backend_in_thread() -> Iterator[FakeBackend]:
-    """The fake on its own event loop in a daemon thread, for synchronous callers (schemathesis)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-query", daemon=True)
-    thread.start()
-    backend = asyncio.run_coroutine_threadsafe(start_fake_backend(), loop).result(timeout=10)
-    try:
-        yield backend
-    finally:
-        asyncio.run_coroutine_threadsafe(backend.server.stop(0), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-
-
 # The retention service (storage, cleanup, settings).
 
 RETENTION_SERVICE_NAME = retention_pb2.DESCRIPTOR.services_by_name["RetentionService"].full_name
