@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from oddstore import migrate
 from oddstore.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from oddstore_cli.arguments import positive_float, positive_int
+from oddstore_cli.simulate import submit_cycle
 from oddstore_cli.simulator import Simulator
 from oddstore_cli.submit import Counts, SubmitFailed, SubmitOptions, Submitter
 
@@ -346,25 +347,11 @@ async def _supervise(feed: Coroutine[Any, Any, None], children: list[Child], sto
 async def _feed(
     simulator: Simulator, submitter: Submitter, progress: Progress, *, interval: float, cycles: int | None
 ) -> None:
-    """Submits a cycle every `interval` seconds, stamped with the wall clock, until `cycles` or cancelled.
-
-    The loop of `simulate.live`, which cannot be reused here: it prints per-cycle lines to a stream
-    and keeps its Submitter to itself, while the status line needs the counts as numbers.
-    """
+    """Submits a cycle every `interval` seconds, stamped with the wall clock, until `cycles` or cancelled."""
     due = time.monotonic()
     while cycles is None or progress.cycles < cycles:
         observed, began = submitter.counts.observations, time.monotonic()
-        batch, labels = [], []
-        for snapshot in simulator.iter_cycle(datetime.now(UTC)):
-            batch.append(snapshot)
-            labels.append(f"event {snapshot.event.id} {snapshot.bookmaker}")
-            if len(batch) >= BATCH_SIZE:
-                await submitter.submit(batch, labels)
-                batch, labels = [], []
-        if batch:
-            await submitter.submit(batch, labels)
-        # Draining per cycle keeps cycles in order: a snapshot never overtakes its predecessor.
-        await submitter.drain()
+        await submit_cycle(simulator, submitter, datetime.now(UTC), BATCH_SIZE)
         if submitter.failure is not None:
             raise SubmitFailed(submitter.failure)
         progress.cycles += 1

@@ -97,6 +97,32 @@ def write(simulator: Simulator, out: TextIO, *, start: datetime, cycles: int, in
         )
 
 
+async def submit_cycle(
+    simulator: Simulator, submitter: Submitter, captured_at: datetime, batch_size: int
+) -> tuple[int, int]:
+    """Submits one cycle in batches and waits for all of it; returns (snapshots, observations) read.
+    Stops submitting once a batch was given up on (the caller finds it in `submitter.failure`).
+    Draining per cycle keeps cycles in order: a snapshot never overtakes its predecessor."""
+    snapshots = observations = 0
+    batch: list[snapshot_pb2.Snapshot] = []
+    labels: list[str] = []
+    try:
+        for snapshot in simulator.iter_cycle(captured_at):
+            batch.append(snapshot)
+            labels.append(f"event {snapshot.event.id} {snapshot.bookmaker}")
+            snapshots += 1
+            observations += len(snapshot.markets)
+            if len(batch) >= batch_size:
+                await submitter.submit(batch, labels)
+                batch, labels = [], []
+        if batch:
+            await submitter.submit(batch, labels)
+    except SubmitFailed:
+        pass
+    await submitter.drain()
+    return snapshots, observations
+
+
 async def live(
     simulator: Simulator,
     options: SubmitOptions,
@@ -116,24 +142,7 @@ async def live(
                 n += 1
                 captured_at = datetime.now(UTC)
                 before, began = submitter.counts.copy(), time.monotonic()
-                snapshots = observations = 0
-                batch: list[snapshot_pb2.Snapshot] = []
-                labels: list[str] = []
-                try:
-                    for snapshot in simulator.iter_cycle(captured_at):
-                        batch.append(snapshot)
-                        labels.append(f"event {snapshot.event.id} {snapshot.bookmaker}")
-                        snapshots += 1
-                        observations += len(snapshot.markets)
-                        if len(batch) >= batch_size:
-                            await submitter.submit(batch, labels)
-                            batch, labels = [], []
-                    if batch:
-                        await submitter.submit(batch, labels)
-                except SubmitFailed:
-                    pass
-                # Draining per cycle keeps cycles in order: a snapshot never overtakes its predecessor.
-                await submitter.drain()
+                snapshots, observations = await submit_cycle(simulator, submitter, captured_at, batch_size)
                 seconds = time.monotonic() - began
                 c = submitter.counts.minus(before)
                 print(
