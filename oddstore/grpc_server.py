@@ -54,6 +54,10 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
+def health_status(serving: bool) -> int:
+    return int(health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
 class Server:
     """A grpc.aio server with the standard health service and reflection registered."""
 
@@ -67,9 +71,8 @@ class Server:
         await self.grpc.start()
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in [*self.names, ""]:
-            await self.health.set(name, status)
+            await self.health.set(name, health_status(serving))
 
     async def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, lets in-flight calls finish for up to `grace` seconds, then stops."""

@@ -11,15 +11,19 @@ from dataclasses import dataclass
 import asyncpg
 
 from oddstore import db, metrics
-from oddstore.grpc_server import Server, create_server, wait_for_signal
+from oddstore.grpc_server import Server, create_server, health_status, wait_for_signal
 from oddstore.v1 import retention_pb2, retention_pb2_grpc
 from services.retention.config import RetentionSettings
 from services.retention.grpc_api import RetentionServicer
-from services.retention.retention import Clock, Retention, utc_now
+from services.retention.retention import HORIZON_WARNING_DAYS, Clock, Retention, utc_now
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = retention_pb2.DESCRIPTOR.services_by_name["RetentionService"].full_name
+# A grpc.health.v1 service name of its own for the partition horizon: SERVING while history partitions exist at
+# least HORIZON_WARNING_DAYS ahead, NOT_SERVING below (the days themselves: GetPartitions and the gauge). The
+# process's own status ("" and SERVICE_NAME) does not follow it: the service is what repairs the horizon.
+HORIZON_HEALTH_NAME = f"{SERVICE_NAME}/partition-horizon"
 
 
 @dataclass
@@ -43,12 +47,17 @@ async def start(settings: RetentionSettings, clock: Clock = utc_now) -> Retentio
     pool = await db.create_pool(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
-    retention = Retention(pool, settings, clock)
+
+    async def report_horizon(days_ahead: int) -> None:
+        await server.health.set(HORIZON_HEALTH_NAME, health_status(days_ahead >= HORIZON_WARNING_DAYS))
+
+    retention = Retention(pool, settings, clock, report_horizon)
     server = create_server(
         settings.listen,
         lambda s: retention_pb2_grpc.add_RetentionServiceServicer_to_server(RetentionServicer(retention), s),
         [SERVICE_NAME],
     )
+    await report_horizon(0)  # unknown until the first check
     await server.set_serving(False)
     await server.start()
     await retention.recover_interrupted()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -39,6 +39,7 @@ from services.retention.stored_settings import (
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+HorizonListener = Callable[[int], Awaitable[None]]
 
 HORIZON_WARNING_DAYS = 2
 CANCELLED = "cancelled: the retention service stopped or the caller went away mid-run"
@@ -69,10 +70,17 @@ class StorageReport:
 
 
 class Retention:
-    def __init__(self, pool: asyncpg.Pool, settings: RetentionSettings, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: RetentionSettings,
+        clock: Clock = utc_now,
+        on_horizon: HorizonListener | None = None,
+    ) -> None:
         self._pool = pool
         self._settings = settings
         self._clock = clock
+        self._on_horizon = on_horizon  # told the days ahead after every check (the health status follows it)
 
     def now(self) -> datetime:
         now = self._clock()
@@ -97,6 +105,8 @@ class Retention:
         metrics.HORIZON_DAYS.set(ahead)
         if ahead < HORIZON_WARNING_DAYS:
             logger.warning("history partitions exist for only %d day(s) ahead", ahead)
+        if self._on_horizon is not None:
+            await self._on_horizon(ahead)
         return ahead
 
     async def partitions(self) -> tuple[list[PartitionInfo], int]:

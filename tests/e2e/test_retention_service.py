@@ -73,6 +73,53 @@ async def test_start_up_serves_marks_crashed_runs_failed_and_makes_the_horizon(s
     assert first.end.ToDatetime(tzinfo=UTC) - first.start.ToDatetime(tzinfo=UTC) == timedelta(days=1)
 
 
+async def horizon_health(channel: grpc.aio.Channel) -> tuple[int, int]:
+    """(the process's status, the partition horizon's status) from grpc.health.v1."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    process = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+    horizon = await stub.Check(health_pb2.HealthCheckRequest(service=bootstrap.HORIZON_HEALTH_NAME))
+    return process.status, horizon.status
+
+
+async def test_health_reports_the_partition_horizon_under_its_own_name(dsn: str) -> None:
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def health_at_start(horizon_days: int) -> tuple[int, int, int]:
+        settings = RetentionSettings(
+            database_url=dsn,
+            listen="127.0.0.1:0",
+            tick_seconds=3600,
+            database_wait_seconds=5,
+            horizon_days=horizon_days,
+        )
+        app = await bootstrap.start(settings)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.server.port}") as channel:
+                process, horizon = await horizon_health(channel)
+                stub = retention_pb2_grpc.RetentionServiceStub(channel)
+                return process, horizon, (await stub.GetPartitions(pb.GetPartitionsRequest())).days_ahead
+        finally:
+            await app.stop(1)
+
+    assert await health_at_start(7) == (serving, serving, 7)
+    # Only tomorrow's partition left ahead and a horizon of one day: below the warning threshold of two, the
+    # horizon's status says so, while the process, which is what keeps partitions ahead, stays SERVING.
+    tomorrow = f"market_odds_history_p{datetime.now(UTC).date() + timedelta(days=1):%Y%m%d}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        later = await conn.fetch(
+            "SELECT relname FROM pg_class"
+            " WHERE relkind = 'r' AND relname LIKE 'market_odds_history_p%' AND relname > $1",
+            tomorrow,
+        )
+        assert len(later) == 6
+        for row in later:
+            await conn.execute(f"DROP TABLE {row['relname']}")
+    finally:
+        await conn.close()
+    assert await health_at_start(1) == (serving, not_serving, 1)
+
+
 async def test_settings_over_grpc_with_invalid_argument_naming_the_field(service: Service) -> None:
     settings = await service.stub.GetSettings(pb.GetSettingsRequest())
     assert settings.odds_retention_days == 14 and not settings.HasField("updated_at")
