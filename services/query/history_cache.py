@@ -28,7 +28,8 @@ _MICROSECOND = timedelta(microseconds=1)
 # Socket errors other than redis-py's own (TimeoutError is an OSError on Python 3.11).
 REDIS_ERRORS = (RedisError, OSError)
 
-Version = int | None  # the market's last_updated_at in microseconds since the epoch; None: no current row
+# The market's last_updated_at in microseconds since the epoch (None: no current row) and the cleanup mark.
+Version = tuple[int | None, int]
 
 
 def connect(url: str, connect_timeout: float, timeout: float) -> Redis:
@@ -53,8 +54,8 @@ def _at(us: int) -> datetime:
     return EPOCH + us * _MICROSECOND
 
 
-def version_of(current: CurrentState | None) -> Version:
-    return None if current is None else _us(current.last_updated_at)
+def version_of(current: CurrentState | None, cleanup_mark: int) -> Version:
+    return None if current is None else _us(current.last_updated_at), cleanup_mark
 
 
 def encode_entry(version: Version, points: tuple[Point, ...]) -> bytes:
@@ -70,9 +71,10 @@ def encode_entry(version: Version, points: tuple[Point, ...]) -> bytes:
 def decode_entry(raw: bytes) -> tuple[Version, tuple[Point, ...]]:
     """Raises ValueError, KeyError or TypeError on an entry this code did not write."""
     entry: dict[str, Any] = json.loads(raw)
-    version = entry["v"]
-    if version is not None and not isinstance(version, int):
-        raise TypeError(f"version {version!r}")
+    updated, mark = entry["v"]
+    if not (updated is None or isinstance(updated, int)) or not isinstance(mark, int):
+        raise TypeError(f"version {entry['v']!r}")
+    version = (updated, mark)
     points = tuple(
         Point(
             _at(captured),
@@ -88,13 +90,15 @@ def decode_entry(raw: bytes) -> tuple[Version, tuple[Point, ...]]:
 class HistoryCache:
     """Read-through cache of one market's merged change points (new and legacy tables, without the confirmation).
 
-    An entry is stamped with the market's last_updated_at as read in the same snapshot as its points. The writer
-    adds a market's history rows only in the transaction that moves that time forward, so an entry whose stamp
-    equals the database's current value holds exactly the points the database would give: no invalidation, and
-    no race between a replica that fills the cache and one that reads it. Every read checks the stamp against
-    market_odds_current (one row by key, together with the bookmaker's name and latest_snapshots, which the
-    trailing "confirmed" point needs anyway: latest_snapshots advances every scrape without a notification, so
-    neither Redis nor the in-memory cache could supply it as fresh as the database).
+    An entry is stamped with the market's last_updated_at and the cleanup mark as read in the same snapshot as its
+    points. The writer adds a market's history rows only in the transaction that moves that time forward, and
+    retention deletes rows only within a cleanup run, whose start and end both move the mark; so an entry whose
+    stamp equals the database's current one holds exactly the points the database would give (during a run: as
+    of its start at the oldest): no invalidation, and no race between a replica that fills the cache and one
+    that reads it. Every read checks the stamp against market_odds_current (one row by key, together with the
+    bookmaker's name, latest_snapshots, which the trailing "confirmed" point needs anyway: latest_snapshots
+    advances every scrape without a notification, so neither Redis nor the in-memory cache could supply it as
+    fresh as the database, and the newest cleanup run).
 
     Redis errors never fail a read: the read goes to PostgreSQL, the error is counted, logged once per outage,
     and Redis is skipped for `backoff_seconds` before the next attempt."""
@@ -137,13 +141,13 @@ class HistoryCache:
     ) -> MarketHistory:
         """As HistoryReader.market_history (raises UnknownBookmaker)."""
         # Only events the in-memory cache holds (kickoff within the horizon) use Redis: they are the ones the UI
-        # reads again and again, so older events would only fill Redis with cold entries; and the stamp covers
-        # the writer's changes only, while history of older events is what retention and bulk loads change.
+        # reads again and again, so older events would only fill Redis with cold entries; and the stamp covers the
+        # writer's changes and retention's, while history of older events is what bulk loads change too.
         if self._redis is None or not self._in_horizon(event_id):
             return await self._reader.market_history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
         key = history_key(event_id, bookmaker_slug, market_id, line)
         # Both at once: the stamp check needs the current row, which the answer needs whatever Redis holds.
-        raw, (name, current) = await asyncio.gather(
+        raw, current = await asyncio.gather(
             self._get(key), self._reader.market_current(event_id, market_id, bookmaker_slug, line)
         )
         if raw is not None:
@@ -153,14 +157,14 @@ class HistoryCache:
                 logger.warning("unreadable Redis entry %s replaced: %s", key, exc)
                 version, points = None, ()
                 raw = None
-            if raw is not None and version == version_of(current):
+            if raw is not None and version == version_of(current.state, current.cleanup_mark):
                 metrics.REDIS_HITS.inc()
-                return MarketChanges(name, points, current).history(
+                return MarketChanges(current.bookmaker_name, points, current.state).history(
                     event_id, market_id, bookmaker_slug, line, from_time, to_time
                 )
             metrics.REDIS_MISSES.labels("stale").inc()
         changes = await self._reader.market_changes(event_id, market_id, bookmaker_slug, line)
-        await self._set(key, encode_entry(version_of(changes.current), changes.points))
+        await self._set(key, encode_entry(version_of(changes.current, changes.cleanup_mark), changes.points))
         return changes.history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
 
     async def _get(self, key: str) -> bytes | None:

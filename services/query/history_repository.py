@@ -60,9 +60,13 @@ ORDER BY 1
 """
 
 # The bookmaker's name and the market's current row with its pair's latest snapshot time, in one round
-# trip: no row means an unknown bookmaker, a NULL last_updated_at a market without a current row.
+# trip: no row means an unknown bookmaker, a NULL last_updated_at a market without a current row. The cleanup
+# mark changes when a cleanup run starts and again when it ends (the newest run's id, doubled, plus one once it
+# has ended): retention deletes history without touching last_updated_at, so a cache stamp needs both.
 CURRENT = """
-SELECT b.name, c.outcomes, c.unavailable_at, c.last_confirmed_at, c.last_updated_at, s.captured_at AS snapshot_at
+SELECT b.name, c.outcomes, c.unavailable_at, c.last_confirmed_at, c.last_updated_at, s.captured_at AS snapshot_at,
+       (SELECT r.id::bigint * 2 + (r.completed_at IS NOT NULL)::int FROM cleanup_runs r ORDER BY r.id DESC LIMIT 1)
+           AS cleanup_mark
 FROM bookmakers b
 LEFT JOIN market_odds_current c ON c.event_id = $1::bigint AND c.bookmaker_slug = b.slug AND c.market_id = $3
      AND c.line IS NOT DISTINCT FROM $4::float8
@@ -208,6 +212,7 @@ class MarketChanges:
     bookmaker_name: str
     points: tuple[Point, ...]
     current: CurrentState | None
+    cleanup_mark: int = 0  # of the snapshot the points were read in (CURRENT)
 
     def history(
         self,
@@ -228,20 +233,30 @@ class MarketChanges:
 MarketArgs = tuple[int, str, str, float | None]  # (event_id, bookmaker_slug, market_id, line), as the SQL takes them
 
 
-async def _current(conn: asyncpg.Connection, args: MarketArgs) -> tuple[str, CurrentState | None]:
+@dataclass(frozen=True, slots=True)
+class Current:
+    """The bookmaker's name, the market's current state (None: no current row) and the cleanup mark."""
+
+    bookmaker_name: str
+    state: CurrentState | None
+    cleanup_mark: int
+
+
+async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:
     row = await conn.fetchrow(CURRENT, *args)
     if row is None:
         raise UnknownBookmaker(args[1])
+    mark = row["cleanup_mark"] or 0
     if row["last_updated_at"] is None:
-        return row["name"], None
-    current = CurrentState(
+        return Current(row["name"], None, mark)
+    state = CurrentState(
         tuple(odds.decode(row["outcomes"])),
         row["unavailable_at"],
         row["last_confirmed_at"],
         row["last_updated_at"],
         row["snapshot_at"],
     )
-    return row["name"], current
+    return Current(row["name"], state, mark)
 
 
 class HistoryReader:
@@ -269,20 +284,19 @@ class HistoryReader:
         self, event_id: int, market_id: str, bookmaker_slug: str, line: float | None
     ) -> MarketChanges:
         """Raises UnknownBookmaker. One snapshot (repeatable read) for every query, so that the current row's
-        last_updated_at stamps exactly these points: the writer adds a market's history rows in the
-        transaction that moves it, and a cache keyed by it (history_cache.py) depends on that."""
+        last_updated_at and the cleanup mark stamp exactly these points: the writer adds a market's history rows
+        in the transaction that moves the one, retention deletes rows only within a run that moves the other,
+        and a cache keyed by them (history_cache.py) depends on that."""
         args = (event_id, bookmaker_slug, market_id, line)
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            name, current = await _current(conn, args)
+            current = await _current(conn, args)
             new_rows = await conn.fetch(NEW_HISTORY, *args)
             legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
         points = merge(map(_new_point, new_rows), map(_legacy_point, legacy_rows), None)
-        return MarketChanges(name, tuple(points), current)
+        return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
 
-    async def market_current(
-        self, event_id: int, market_id: str, bookmaker_slug: str, line: float | None
-    ) -> tuple[str, CurrentState | None]:
-        """The bookmaker's name and the market's current state (None: no current row); raises UnknownBookmaker."""
+    async def market_current(self, event_id: int, market_id: str, bookmaker_slug: str, line: float | None) -> Current:
+        """Raises UnknownBookmaker."""
         async with self._pool.acquire() as conn:
             return await _current(conn, (event_id, bookmaker_slug, market_id, line))
 

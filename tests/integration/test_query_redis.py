@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 
 import grpc
@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from oddstore import migrate
 from oddstore.v1 import query_pb2 as pb
 from oddstore.v1 import query_pb2_grpc
 from services.query import bootstrap
@@ -21,6 +22,8 @@ from services.query.config import QuerySettings
 from services.query.grpc_api import point_to_pb
 from services.query.history_cache import history_key
 from services.query.history_repository import HistoryReader
+from services.retention.config import RetentionSettings
+from services.retention.retention import Retention
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot
 from tests.redis_server import RedisServer
@@ -199,6 +202,40 @@ async def test_after_a_change_the_stale_entry_is_not_served_and_the_answer_has_t
     assert fed()
     assert await service.history(e) == points
     assert counts.delta()["hits"] == 1
+
+
+async def test_a_cleanup_run_makes_entries_stale_so_history_it_deleted_is_not_served(
+    make_database: Callable[[], str], redis_server: RedisServer
+) -> None:
+    # A database of its own: the cleanup run drops partitions and rows of every test's events.
+    dsn = make_database()
+    migrate.upgrade(dsn)
+    s = await _start(dsn, redis_server.url)
+    try:
+        e, old, recent = new_event_id(), now() - timedelta(days=16), now() - timedelta(minutes=30)
+        await s.write(e, old, (2.1, 3.4, 3.5))  # older than the 14 days of odds retention
+        await s.write(e, recent, (2.2, 3.4, 3.4))
+        await s.cached(e)
+        first = await s.history(e)
+        assert times(first) == [(naive(old), False), (naive(recent), False)]
+        counts = Counts()
+        assert await s.history(e) == first
+        assert counts.delta()["hits"] == 1
+
+        # Retention drops the old day without touching the market's last_updated_at.
+        run = await Retention(s.app.pool, RetentionSettings(database_url=dsn)).run_cleanup()
+        assert run.counts.history_partitions >= 1 and run.counts.market_odds_history == 1
+
+        counts = Counts()
+        points = await s.history(e)
+        assert counts.delta() == {"hits": 0, "absent": 0, "stale": 1, "errors": 0}
+        assert times(points) == [(naive(recent), False)]
+        assert points == await s.from_database(e)
+        assert await s.history(e) == points  # the refilled entry is served again
+        assert counts.delta()["hits"] == 1
+    finally:
+        await s.channel.close()
+        await s.app.stop(1)
 
 
 async def test_reads_stay_correct_through_a_redis_outage_and_use_redis_again_when_it_returns(
