@@ -420,7 +420,8 @@ def run_and_report(
             embedded.stop()
     print(report(time.perf_counter() - began))
     if failure is not None:
-        print(f"\n**The run failed before finishing**: {type(failure).__name__}: {str(failure).splitlines()[0]}")
+        first_line = str(failure).partition("\n")[0]  # empty for e.g. a bare TimeoutError
+        print(f"\n**The run failed before finishing**: {type(failure).__name__}: {first_line}")
         return 1
     return 0
 
