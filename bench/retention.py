@@ -207,7 +207,8 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"autovacuum {s.get('autovacuum', '?')}), benchmark and PostgreSQL on the same machine.",
         "",
         f"Workload: `python -m bench.retention --rows-per-day {args.rows_per_day}` (seed {args.seed}): the same "
-        f"day of rows three times, loaded by COPY then VACUUM (ANALYZE) ({sizes or '—'}). Throughout, the real "
+        f"day of rows three times (COPY for the first, INSERT … SELECT for the others, then VACUUM (ANALYZE)) "
+        f"({sizes or '—'}). Throughout, the real "
         f"`Writer.write_snapshots` appends to today's partition: {args.snapshots} snapshots × {feed_markets} "
         f"markets per call, {args.change_rate:.0%} of markets moving, one call every {1e3 * args.interval:.0f} ms, "
         f"{args.events} events in turn. CHECKPOINT before each window. Whole run {wall / 60:.1f} min.",
@@ -283,7 +284,8 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"Notes: (a) calls `services.retention.repository.detach_and_drop` with the service's defaults (lock_timeout "
         f"{LOCK_TIMEOUT:g} s, {LOCK_RETRIES} retries): `ALTER TABLE market_odds_history DETACH PARTITION … "
         "CONCURRENTLY`, then `DROP TABLE`, in autocommit. (b) the same rows in the old system's table shape (our "
-        f"columns plus its surrogate `id`, `PRIMARY KEY (id, captured_at)`, monthly partitions), deleted by "
+        f"columns plus its surrogate `id`, `PRIMARY KEY (id, captured_at)`, monthly partitions: assumed from its "
+        'partitions "created by hand for three months"), deleted by '
         f"`{old_delete_sql(args.delete_batch)}` "
         "with $1 = midnight after the day, each statement its own transaction, until it deletes nothing; the old "
         'source is not here, so this is our reconstruction of "deleted history in batches of 1,000 rows" '

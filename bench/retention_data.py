@@ -134,13 +134,13 @@ async def load_old_system(pool: asyncpg.Pool, day: date) -> Partition:
 
 
 async def copy_rows(
-    conn: asyncpg.Connection, source: str, table: str, select: str, target: str, order_by: str | None = None
+    conn: asyncpg.Connection, source: str, table: str, select: str, label: str, order_by: str | None = None
 ) -> None:
     t = time.perf_counter()
     order = f" ORDER BY {order_by}" if order_by else ""
     status = await conn.execute(f"INSERT INTO {table} ({COLUMNS}) SELECT {select} FROM {source}{order}")
     logger.info(
-        "%s: %s rows copied from %s in %.1fs", target, status.rsplit(" ", 1)[-1], source, time.perf_counter() - t
+        "%s: %s rows copied from %s in %.1fs", label, status.rsplit(" ", 1)[-1], source, time.perf_counter() - t
     )
 
 

@@ -22,7 +22,7 @@ from services.query.history_repository import CurrentState, HistoryReader, Marke
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "oddstore:v1:history"
+KEY_PREFIX = "oddstore:v2:history"  # v2: the stamp includes the cleanup mark
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # Socket errors other than redis-py's own (TimeoutError is an OSError on Python 3.11).
@@ -55,7 +55,7 @@ def _at(us: int) -> datetime:
 
 
 def version_of(current: CurrentState | None, cleanup_mark: int) -> Version:
-    return None if current is None else _us(current.last_updated_at), cleanup_mark
+    return (None if current is None else _us(current.last_updated_at)), cleanup_mark
 
 
 def encode_entry(version: Version, points: tuple[Point, ...]) -> bytes:
@@ -92,13 +92,15 @@ class HistoryCache:
 
     An entry is stamped with the market's last_updated_at and the cleanup mark as read in the same snapshot as its
     points. The writer adds a market's history rows only in the transaction that moves that time forward, and
-    retention deletes rows only within a cleanup run, whose start and end both move the mark; so an entry whose
-    stamp equals the database's current one holds exactly the points the database would give (during a run: as
-    of its start at the oldest): no invalidation, and no race between a replica that fills the cache and one
-    that reads it. Every read checks the stamp against market_odds_current (one row by key, together with the
-    bookmaker's name, latest_snapshots, which the trailing "confirmed" point needs anyway: latest_snapshots
-    advances every scrape without a notification, so neither Redis nor the in-memory cache could supply it as
-    fresh as the database, and the newest cleanup run).
+    retention deletes rows only within a cleanup run, which moves the mark when it starts and when it ends; while
+    a run is in progress entries are neither served nor filled. So an entry whose stamp equals the database's
+    current one holds exactly the points the database would give: no invalidation, and no race between a replica
+    that fills the cache and one that reads it.
+
+    Every read checks the stamp against the database in one round trip: the market's row in
+    market_odds_current, the bookmaker's name, the newest cleanup run and latest_snapshots. The trailing
+    "confirmed" point needs latest_snapshots anyway: it advances every scrape without a notification, so
+    neither Redis nor the in-memory cache could supply it as fresh as the database.
 
     Redis errors never fail a read: the read goes to PostgreSQL, the error is counted, logged once per outage,
     and Redis is skipped for `backoff_seconds` before the next attempt."""
@@ -150,21 +152,25 @@ class HistoryCache:
         raw, current = await asyncio.gather(
             self._get(key), self._reader.market_current(event_id, market_id, bookmaker_slug, line)
         )
+        if current.cleaning:
+            # A cleanup run may delete history at any moment until it ends: entries are neither served nor filled.
+            metrics.REDIS_MISSES.labels("cleaning").inc()
+            return await self._reader.market_history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
         if raw is not None:
             try:
                 version, points = decode_entry(raw)
+                if version == version_of(current.state, current.cleanup_mark):
+                    metrics.REDIS_HITS.inc()
+                    return MarketChanges(current.bookmaker_name, points, current.state, current.cleanup_mark).history(
+                        event_id, market_id, bookmaker_slug, line, from_time, to_time
+                    )
+                metrics.REDIS_MISSES.labels("stale").inc()
             except (ValueError, KeyError, TypeError) as exc:
+                metrics.REDIS_MISSES.labels("unreadable").inc()
                 logger.warning("unreadable Redis entry %s replaced: %s", key, exc)
-                version, points = None, ()
-                raw = None
-            if raw is not None and version == version_of(current.state, current.cleanup_mark):
-                metrics.REDIS_HITS.inc()
-                return MarketChanges(current.bookmaker_name, points, current.state).history(
-                    event_id, market_id, bookmaker_slug, line, from_time, to_time
-                )
-            metrics.REDIS_MISSES.labels("stale").inc()
         changes = await self._reader.market_changes(event_id, market_id, bookmaker_slug, line)
-        await self._set(key, encode_entry(version_of(changes.current, changes.cleanup_mark), changes.points))
+        if not changes.cleaning:
+            await self._set(key, encode_entry(version_of(changes.current, changes.cleanup_mark), changes.points))
         return changes.history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
 
     async def _get(self, key: str) -> bytes | None:

@@ -205,6 +205,11 @@ class CurrentState:
         return confirmation_point(self.outcomes, self.unavailable_at, self.last_confirmed_at, self.snapshot_at)
 
 
+def is_cleaning(cleanup_mark: int) -> bool:
+    """A cleanup run has started and not ended (0: no run yet)."""
+    return cleanup_mark > 0 and cleanup_mark % 2 == 0
+
+
 @dataclass(frozen=True, slots=True)
 class MarketChanges:
     """One market's merged change points (new and legacy, without the confirmation) and its current state."""
@@ -212,7 +217,11 @@ class MarketChanges:
     bookmaker_name: str
     points: tuple[Point, ...]
     current: CurrentState | None
-    cleanup_mark: int = 0  # of the snapshot the points were read in (CURRENT)
+    cleanup_mark: int  # of the snapshot the points were read in (CURRENT)
+
+    @property
+    def cleaning(self) -> bool:
+        return is_cleaning(self.cleanup_mark)
 
     def history(
         self,
@@ -240,6 +249,10 @@ class Current:
     bookmaker_name: str
     state: CurrentState | None
     cleanup_mark: int
+
+    @property
+    def cleaning(self) -> bool:
+        return is_cleaning(self.cleanup_mark)
 
 
 async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:

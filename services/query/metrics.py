@@ -18,7 +18,8 @@ FALLBACKS = Counter("oddstore_query_fallbacks_total", "Reads answered from Postg
 REDIS_HITS = Counter("oddstore_query_redis_hits_total", "History reads answered from Redis at the database's version")
 REDIS_MISSES = Counter(
     "oddstore_query_redis_misses_total",
-    "History reads Redis could not answer: no entry (absent) or one older than the database (stale)",
+    "History reads Redis could not answer: no entry (absent), one older than the database (stale), one this code"
+    " cannot read (unreadable), or not asked while a cleanup run is in progress (cleaning)",
     ["reason"],
 )
 REDIS_ERRORS = Counter(

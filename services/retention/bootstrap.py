@@ -49,6 +49,7 @@ async def start(settings: RetentionSettings, clock: Clock = utc_now) -> Retentio
     )
 
     async def report_horizon(days_ahead: int) -> None:
+        # Called only once `server` below exists (the first call is right after create_server).
         await server.health.set(HORIZON_HEALTH_NAME, health_status(days_ahead >= HORIZON_WARNING_DAYS))
 
     retention = Retention(pool, settings, clock, report_horizon)

@@ -96,17 +96,19 @@ class Retention:
         async with self._pool.acquire() as conn:
             attached = await repo.list_partitions(conn)
         existing = {p.day for p in attached if p.day is not None and not p.detach_pending}
-        for day in missing_days(now, self._settings.horizon_days, existing):
-            # The writer's own function: one definition of a partition's name and bounds in the system.
-            await ensure_partition(self._pool, day)
-            existing.add(day)
-            metrics.PARTITIONS_CREATED.inc()
-        ahead = days_ahead(now, existing)
-        metrics.HORIZON_DAYS.set(ahead)
-        if ahead < HORIZON_WARNING_DAYS:
-            logger.warning("history partitions exist for only %d day(s) ahead", ahead)
-        if self._on_horizon is not None:
-            await self._on_horizon(ahead)
+        try:
+            for day in missing_days(now, self._settings.horizon_days, existing):
+                # The writer's own function: one definition of a partition's name and bounds in the system.
+                await ensure_partition(self._pool, day)
+                existing.add(day)
+                metrics.PARTITIONS_CREATED.inc()
+        finally:  # reported even when creating one failed: a shrinking horizon is what must show
+            ahead = days_ahead(now, existing)
+            metrics.HORIZON_DAYS.set(ahead)
+            if ahead < HORIZON_WARNING_DAYS:
+                logger.warning("history partitions exist for only %d day(s) ahead", ahead)
+            if self._on_horizon is not None:
+                await self._on_horizon(ahead)
         return ahead
 
     async def partitions(self) -> tuple[list[PartitionInfo], int]:

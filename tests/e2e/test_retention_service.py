@@ -83,6 +83,7 @@ async def horizon_health(channel: grpc.aio.Channel) -> tuple[int, int]:
 
 async def test_health_reports_the_partition_horizon_under_its_own_name(dsn: str) -> None:
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    started = datetime.now(UTC)  # one clock for both starts: the test cannot straddle midnight
 
     async def health_at_start(horizon_days: int) -> tuple[int, int, int]:
         settings = RetentionSettings(
@@ -92,7 +93,7 @@ async def test_health_reports_the_partition_horizon_under_its_own_name(dsn: str)
             database_wait_seconds=5,
             horizon_days=horizon_days,
         )
-        app = await bootstrap.start(settings)
+        app = await bootstrap.start(settings, clock=lambda: started)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{app.server.port}") as channel:
                 process, horizon = await horizon_health(channel)
@@ -104,7 +105,7 @@ async def test_health_reports_the_partition_horizon_under_its_own_name(dsn: str)
     assert await health_at_start(7) == (serving, serving, 7)
     # Only tomorrow's partition left ahead and a horizon of one day: below the warning threshold of two, the
     # horizon's status says so, while the process, which is what keeps partitions ahead, stays SERVING.
-    tomorrow = f"market_odds_history_p{datetime.now(UTC).date() + timedelta(days=1):%Y%m%d}"
+    tomorrow = f"market_odds_history_p{started.date() + timedelta(days=1):%Y%m%d}"
     conn = await asyncpg.connect(dsn)
     try:
         later = await conn.fetch(

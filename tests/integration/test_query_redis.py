@@ -233,6 +233,19 @@ async def test_a_cleanup_run_makes_entries_stale_so_history_it_deleted_is_not_se
         assert points == await s.from_database(e)
         assert await s.history(e) == points  # the refilled entry is served again
         assert counts.delta()["hits"] == 1
+
+        # While a run is in progress it may delete rows at any moment: Redis entries are neither served nor filled.
+        await s.app.pool.execute(
+            "INSERT INTO cleanup_runs (started_at, trigger, odds_retention_days, match_retention_days)"
+            " VALUES (now(), 'manual', 14, 14)"
+        )
+        async with Redis.from_url(redis_server.url) as redis:
+            entry = await redis.get(history_key(e, "betpawa", "3743", None))
+            cleaning, counts = counted("oddstore_query_redis_misses_total", reason="cleaning"), Counts()
+            assert await s.history(e) == points == await s.from_database(e)
+            assert counts.delta() == {"hits": 0, "absent": 0, "stale": 0, "errors": 0}  # the entry is not served
+            assert counted("oddstore_query_redis_misses_total", reason="cleaning") == cleaning + 1
+            assert await redis.get(history_key(e, "betpawa", "3743", None)) == entry  # nor replaced
     finally:
         await s.channel.close()
         await s.app.stop(1)

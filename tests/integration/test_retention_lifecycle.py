@@ -94,6 +94,28 @@ async def test_the_horizon_moves_with_the_clock_across_a_month_boundary(pool: as
     assert ahead == 3
 
 
+async def test_the_horizon_is_reported_even_when_creating_a_partition_fails(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(datetime(2031, 5, 10, 12, tzinfo=UTC))
+    reported: list[int] = []
+
+    async def report(days_ahead: int) -> None:
+        reported.append(days_ahead)
+
+    retention = Retention(pool, settings(horizon_days=7), clock, report)
+    assert await retention.ensure_partitions() == 7
+    clock.advance(timedelta(days=6))  # one day ahead is left; creating the next ones fails
+
+    async def refuse(pool: asyncpg.Pool, day: date) -> None:
+        raise asyncpg.exceptions.InsufficientPrivilegeError(f"no partition for {day}")
+
+    monkeypatch.setattr("services.retention.retention.ensure_partition", refuse)
+    with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+        await retention.ensure_partitions()
+    assert reported == [7, 1]
+
+
 async def test_a_gap_in_the_partitions_shortens_the_reported_horizon(
     pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
