@@ -417,23 +417,6 @@ def cleanup_history(runs: retention_pb2.CleanupRuns) -> models.CleanupHistoryRes
     return models.CleanupHistoryResponse(runs=[cleanup_run(r) for r in runs.runs], total=runs.total)
 
 
-def settings(s: retention_pb2.Settings) -> models.SettingsResponse:
-    return models.SettingsResponse(
-        scrape_interval_minutes=s.scrape_interval_minutes,
-        enabled_platforms=list(s.enabled_platforms),
-        odds_retention_days=s.odds_retention_days,
-        match_retention_days=s.match_retention_days,
-        cleanup_frequency_hours=s.cleanup_frequency_hours,
-        betpawa_concurrency=s.betpawa_concurrency,
-        sportybet_concurrency=s.sportybet_concurrency,
-        bet9ja_concurrency=s.bet9ja_concurrency,
-        bet9ja_delay_ms=s.bet9ja_delay_ms,
-        batch_size=s.batch_size,
-        max_concurrent_events=s.max_concurrent_events,
-        updated_at=optional_datetime(s, "updated_at"),
-    )
-
-
 _SETTINGS_SCALARS = (
     "scrape_interval_minutes",
     "odds_retention_days",
@@ -446,6 +429,14 @@ _SETTINGS_SCALARS = (
     "batch_size",
     "max_concurrent_events",
 )
+
+
+def settings(s: retention_pb2.Settings) -> models.SettingsResponse:
+    return models.SettingsResponse(
+        enabled_platforms=list(s.enabled_platforms),
+        updated_at=optional_datetime(s, "updated_at"),
+        **{name: getattr(s, name) for name in _SETTINGS_SCALARS},
+    )
 
 
 def settings_update(update: models.SettingsUpdateRequest) -> retention_pb2.UpdateSettingsRequest:

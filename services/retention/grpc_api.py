@@ -74,19 +74,7 @@ def _set_ts(field: Timestamp, value: datetime | None) -> None:
 
 
 def settings_to_pb(s: StoredSettings) -> pb.Settings:
-    msg = pb.Settings(
-        scrape_interval_minutes=s.scrape_interval_minutes,
-        enabled_platforms=list(s.enabled_platforms),
-        odds_retention_days=s.odds_retention_days,
-        match_retention_days=s.match_retention_days,
-        cleanup_frequency_hours=s.cleanup_frequency_hours,
-        betpawa_concurrency=s.betpawa_concurrency,
-        sportybet_concurrency=s.sportybet_concurrency,
-        bet9ja_concurrency=s.bet9ja_concurrency,
-        bet9ja_delay_ms=s.bet9ja_delay_ms,
-        batch_size=s.batch_size,
-        max_concurrent_events=s.max_concurrent_events,
-    )
+    msg = pb.Settings(enabled_platforms=list(s.enabled_platforms), **{f: getattr(s, f) for f in _SETTING_FIELDS})
     _set_ts(msg.updated_at, s.updated_at)
     return msg
 
