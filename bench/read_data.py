@@ -28,7 +28,8 @@ from oddstore.v1 import snapshot_pb2
 from oddstore_cli.simulator import Simulator
 from services.writer import repository as writer_repo
 from services.writer.grpc_api import observed_from_pb
-from services.writer.writer import Status, Writer
+from services.writer.plan import Status
+from services.writer.writer import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +225,9 @@ async def _history(pool: asyncpg.Pool, data: DataSet, *, days: int, seed: int) -
     async def copy(day: int, records: list[tuple[object, ...]]) -> None:
         t = time.perf_counter()
         async with pool.acquire() as conn:
-            await writer_repo.copy_history(conn, records)
+            await conn.copy_records_to_table(
+                "market_odds_history", records=records, columns=writer_repo.HISTORY_COLUMNS
+            )
         logger.info(
             "history day %d/%d: %d rows copied in %.1fs (%.0fs since start of history)",
             day,

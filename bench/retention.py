@@ -209,7 +209,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"Workload: `python -m bench.retention --rows-per-day {args.rows_per_day}` (seed {args.seed}): the same "
         f"day of rows three times (COPY for the first, INSERT … SELECT for the others, then VACUUM (ANALYZE)) "
         f"({sizes or '—'}). Throughout, the real "
-        f"`Writer.write_snapshots` appends to today's partition: {args.snapshots} snapshots × {feed_markets} "
+        f"`Writer.write` appends to today's partition: {args.snapshots} snapshots × {feed_markets} "
         f"markets per call, {args.change_rate:.0%} of markets moving, one call every {1e3 * args.interval:.0f} ms, "
         f"{args.events} events in turn. CHECKPOINT before each window. Whole run {wall / 60:.1f} min.",
         "",

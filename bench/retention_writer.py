@@ -12,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from oddstore.convert import snapshot_to_pb
 from oddstore.model import Event, Market, Outcome, Snapshot
-from services.writer.writer import Status, Writer
+from services.writer.grpc_api import observed_from_pb
+from services.writer.plan import Status
+from services.writer.writer import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ LINES: tuple[float | None, ...] = (None, 0.5, 1.5)  # 10 market ids x 3 lines = 
 
 @dataclass(slots=True)
 class Call:
-    """One write_snapshots call: when it started and ended (perf_counter seconds) and whether all was accepted."""
+    """One Writer.write call: when it started and ended (perf_counter seconds) and whether all was accepted."""
 
     start: float
     end: float
@@ -117,7 +120,7 @@ class Feed:
 
 @dataclass(slots=True)
 class ConcurrentWriter:
-    """Calls Writer.write_snapshots every `interval` seconds (immediately when a call overran) until stopped."""
+    """Calls Writer.write every `interval` seconds (immediately when a call overran) until stopped."""
 
     pool: asyncpg.Pool
     feed: Feed
@@ -152,11 +155,12 @@ class ConcurrentWriter:
         slot = time.perf_counter()
         while not self._stop.is_set():
             # captured_at strictly increases per event, so no snapshot is ever superseded.
-            snapshots = self.feed.batch(datetime.now(UTC))
+            # As the writer's gRPC edge receives them: protobuf, observed on arrival.
+            snapshots = [snapshot_to_pb(s) for s in self.feed.batch(datetime.now(UTC))]
             start = time.perf_counter()
             ok = True
             try:
-                results = await writer.write_snapshots(snapshots)
+                results = await writer.write([observed_from_pb(s) for s in snapshots])
             except Exception as exc:
                 ok = False
                 self.failures.append(f"{type(exc).__name__}: {exc}")

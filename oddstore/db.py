@@ -25,6 +25,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
 )
 
+# Errors that belong to the data a statement was given, so sending the same data again can never
+# succeed: SQLSTATE class 22 (data exception: a NUL in text, a value out of range), 23 (integrity
+# constraint violation), 54 (program limit exceeded: an index row too large), and a string that
+# cannot be encoded as UTF-8 at all (a lone surrogate; asyncpg raises it client-side in COPY).
+CONTENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+    UnicodeEncodeError,
+)
+
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4, wait_seconds: float = 30.0) -> asyncpg.Pool:
     """Opens the pool, retrying while the database starts; raises after `wait_seconds`."""

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from oddstore.convert import snapshot_to_pb
 from oddstore.model import Event, Market, Outcome, Snapshot
+from services.writer.grpc_api import observed_from_pb
+from services.writer.plan import Result
+from services.writer.writer import Writer
 
 _ids = itertools.count(1)
 _base = int(datetime.now(UTC).timestamp() * 1000) % 1_000_000_000
@@ -70,3 +75,8 @@ def snapshot(
         captured_at=captured_at,
         markets=tuple(markets),
     )
+
+
+async def write(writer: Writer, snapshots: Iterable[Snapshot]) -> list[Result]:
+    """Through the writer's production edge: each snapshot as protobuf, observed as WriteBatch does."""
+    return await writer.write([observed_from_pb(snapshot_to_pb(s)) for s in snapshots])

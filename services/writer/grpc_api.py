@@ -12,7 +12,8 @@ from oddstore.db import TRANSIENT_ERRORS
 from oddstore.v1 import snapshot_pb2, writer_pb2, writer_pb2_grpc
 from services.writer import metrics
 from services.writer.change_detection import MarketKey
-from services.writer.writer import Observed, Result, Status, Writer
+from services.writer.plan import Observed, Result, Status
+from services.writer.writer import Writer
 
 logger = logging.getLogger(__name__)
 

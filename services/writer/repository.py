@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-logger = logging.getLogger(__name__)
+from services.writer.plan import CurrentRow, EventRow, MetadataPlan, Pair, Plan, UnavailableRow
 
-Pair = tuple[int, str]  # (event_id, bookmaker_slug)
+logger = logging.getLogger(__name__)
 
 # Locks the latest_snapshots row of every pair of the batch, creating missing ones with a NULL
 # time, and returns the committed time of each. The no-op update is what takes the row lock and
@@ -176,9 +176,37 @@ async def load_pairs(conn: asyncpg.Connection, pairs: Sequence[Pair]) -> list[as
     return rows
 
 
-async def copy_history(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+async def write_rows(conn: asyncpg.Connection, p: Plan) -> None:
+    """The odds of a planned batch: current state, history, then each pair's new snapshot time."""
+    if p.current:
+        await conn.execute(UPSERT_CURRENT, *columns(list(p.current.values()), len(CurrentRow._fields)))
+    if p.unavailable:
+        await conn.execute(MARK_UNAVAILABLE, *columns(list(p.unavailable.values()), len(UnavailableRow._fields)))
+    if p.history:
+        await conn.copy_records_to_table("market_odds_history", records=p.history, columns=HISTORY_COLUMNS)
+    if p.advanced:
+        await conn.execute(
+            ADVANCE_PAIRS, [k[0] for k in p.advanced], [k[1] for k in p.advanced], list(p.advanced.values())
+        )
+
+
+async def write_metadata(conn: asyncpg.Connection, m: MetadataPlan) -> None:
+    """Sports, tournaments, events and event_bookmakers of a planned batch."""
+    rows = [*m.home.values(), *m.created.values()]
     if rows:
-        await conn.copy_records_to_table("market_odds_history", records=rows, columns=HISTORY_COLUMNS)
+        await conn.execute(ENSURE_SPORTS, sorted({r.sport for r in rows}))
+        tournaments = sorted({(r.sport, r.tournament, r.country) for r in rows})
+        await conn.execute(ENSURE_TOURNAMENTS, *columns(tournaments, 3))
+        width = len(EventRow._fields)
+        if m.home:
+            await conn.execute(UPSERT_EVENTS, *columns(list(m.home.values()), width))
+        if m.created:
+            await conn.execute(INSERT_EVENTS, *columns(list(m.created.values()), width))
+    if m.links:
+        await conn.execute(ENSURE_BOOKMAKERS, sorted({p[1] for p in m.links}))
+        await conn.execute(
+            UPSERT_EVENT_BOOKMAKERS, [p[0] for p in m.links], [p[1] for p in m.links], list(m.links.values())
+        )
 
 
 def columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

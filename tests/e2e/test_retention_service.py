@@ -18,7 +18,7 @@ from services.retention.cleanup import INTERRUPTED
 from services.retention.config import RetentionSettings
 from services.retention.repository import CLEANUP_LOCK_KEY
 from services.writer.writer import Writer
-from tests.factories import market, new_event_id, snapshot
+from tests.factories import market, new_event_id, snapshot, write
 
 
 class Service:
@@ -144,8 +144,9 @@ async def test_preview_and_run_agree_and_the_run_is_listed(service: Service) -> 
     pool = await asyncpg.create_pool(service.dsn, min_size=1, max_size=2)
     try:
         now = datetime.now(UTC).replace(microsecond=0)
-        await Writer(pool).write_snapshots(
-            [snapshot(new_event_id(), now - timedelta(days=20), [market()], kickoff=now - timedelta(days=19))]
+        await write(
+            Writer(pool),
+            [snapshot(new_event_id(), now - timedelta(days=20), [market()], kickoff=now - timedelta(days=19))],
         )
     finally:
         await pool.close()

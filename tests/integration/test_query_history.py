@@ -14,8 +14,9 @@ from oddstore.model import Market, Snapshot
 from services.query.history import BookmakerMarkets, MarketState, OffsetMargin, Point
 from services.query.history_repository import HistoryReader, UnknownBookmaker
 from services.query.odds import Odds, margin
-from services.writer.writer import Status, Writer
-from tests.factories import market, new_event_id, now, snapshot
+from services.writer.plan import Status
+from services.writer.writer import Writer
+from tests.factories import market, new_event_id, now, snapshot, write
 
 A: tuple[Odds, ...] = (("1", 2.1, True), ("X", 3.4, True), ("2", 3.5, True))
 B: tuple[Odds, ...] = (("1", 2.2, True), ("X", 3.3, True), ("2", 3.4, True))
@@ -159,7 +160,7 @@ async def build_world(pool: asyncpg.Pool, event_id: int | None = None, tournamen
     ]
     writer = Writer(pool)
     for s in writes:  # one by one: the competitor snapshot must not come before the home one
-        assert [r.status for r in await writer.write_snapshots([s])] == [Status.ACCEPTED]
+        assert [r.status for r in await write(writer, [s])] == [Status.ACCEPTED]
 
     await legacy_betpawa_table(pool, e, "betpawa", w.at(0), [("3743", None, A, None), ("5000", 2.5, O1, None)])
     await legacy_betpawa_table(pool, e, "betpawa", w.at(5), [("3743", None, A, None), ("5000", 2.5, O1, None)])
@@ -240,7 +241,7 @@ async def test_an_unavailable_market_gets_no_confirmation_after_its_disappearanc
         (9, []),
     ]
     for minutes, markets in steps:
-        await writer.write_snapshots([snapshot(e, t + timedelta(minutes=minutes), markets)])
+        await write(writer, [snapshot(e, t + timedelta(minutes=minutes), markets)])
     h = await HistoryReader(pool).market_history(e, "3743", "betpawa", None, None, None)
     assert rows(h.points) == [
         (t, A, True, None, False),
@@ -332,7 +333,7 @@ async def test_tournament_margins_are_averaged_over_events_priced_at_each_offset
     w = await build_world(pool, tournament=tournament)
     other = new_event_id()
     writes = [snapshot(other, w.at(60), [new_market("3743", B)], kickoff=w.kickoff, tournament=tournament)]
-    assert [r.status for r in await Writer(pool).write_snapshots(writes)] == [Status.ACCEPTED]
+    assert [r.status for r in await write(Writer(pool), writes)] == [Status.ACCEPTED]
     tournament_id = await pool.fetchval("SELECT tournament_id FROM events WHERE id = $1", w.event_id)
     assert tournament_id == await pool.fetchval("SELECT tournament_id FROM events WHERE id = $1", other)
     offsets = [timedelta(days=7), timedelta(hours=5), timedelta(minutes=270), timedelta(hours=4),

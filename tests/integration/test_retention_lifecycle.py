@@ -19,9 +19,10 @@ from oddstore.history_partitions import ensure_partition, partition_name
 from services.retention.cleanup import INTERRUPTED, CleanupInProgress
 from services.retention.config import RetentionSettings
 from services.retention.retention import Retention
-from services.writer.writer import Status, Writer
+from services.writer.plan import Status
+from services.writer.writer import Writer
 from tests.conftest import REPO_ROOT
-from tests.factories import market, new_event_id, snapshot
+from tests.factories import market, new_event_id, snapshot, write
 
 
 @dataclass
@@ -139,8 +140,8 @@ async def write_history(pool: asyncpg.Pool, days: list[datetime], kickoff: datet
     rows: dict[date, int] = {}
     for t in days:
         e = new_event_id()
-        results = await writer.write_snapshots(
-            [snapshot(e, t, [market(), market("5000", 2.5, (1.9, 1.95), ("Over", "Under"))], kickoff=kickoff)]
+        results = await write(
+            writer, [snapshot(e, t, [market(), market("5000", 2.5, (1.9, 1.95), ("Over", "Under"))], kickoff=kickoff)]
         )
         assert [r.status for r in results] == [Status.ACCEPTED]
         rows[t.date()] = rows.get(t.date(), 0) + 2
@@ -222,7 +223,8 @@ async def seed_everything(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
     writer = Writer(pool)
     old_event, new_event = new_event_id(), new_event_id()
     # An event played 30 days ago (history 31 days old) and an upcoming one with old and fresh history.
-    await writer.write_snapshots(
+    await write(
+        writer,
         [
             snapshot(
                 old_event,
@@ -231,13 +233,13 @@ async def seed_everything(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
                 kickoff=ago(30),
                 tournament="Old Cup",
             )
-        ]
+        ],
     )
-    await writer.write_snapshots(
-        [snapshot(old_event, ago(31), [market()], bookmaker="sportybet", kickoff=ago(30), tournament="Old Cup")]
+    await write(
+        writer, [snapshot(old_event, ago(31), [market()], bookmaker="sportybet", kickoff=ago(30), tournament="Old Cup")]
     )
-    await writer.write_snapshots([snapshot(new_event, ago(20), [market()], kickoff=ago(-2))])
-    await writer.write_snapshots([snapshot(new_event, ago(1), [market(odds=(2.2, 3.3, 3.3))], kickoff=ago(-2))])
+    await write(writer, [snapshot(new_event, ago(20), [market()], kickoff=ago(-2))])
+    await write(writer, [snapshot(new_event, ago(1), [market(odds=(2.2, 3.3, 3.3))], kickoff=ago(-2))])
     async with pool.acquire() as conn:
         # The tournament of the old event predates the cutoff, as it would in production.
         await conn.execute(
@@ -399,12 +401,13 @@ async def test_writers_never_fail_while_partitions_are_created_and_dropped(pool:
             i += 1
             try:
                 t = datetime.now(UTC)
-                results = await writer.write_snapshots(
+                results = await write(
+                    writer,
                     [
                         snapshot(
                             e, t, [market(odds=(2.0 + i % 50 / 100, 3.4, 3.5))], kickoff=real_now + timedelta(days=2)
                         )
-                    ]
+                    ],
                 )
                 failures.extend(r.reason for r in results if r.status is Status.REJECTED)
                 written += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,8 +13,9 @@ import pytest
 
 from oddstore import codec
 from oddstore.history_partitions import partition_name
-from services.writer.writer import Status, Writer
-from tests.factories import market, new_event_id, now, snapshot
+from services.writer.plan import Status
+from services.writer.writer import Writer
+from tests.factories import market, new_event_id, now, snapshot, write
 
 
 @pytest.fixture
@@ -45,13 +47,13 @@ async def current(pool: asyncpg.Pool, event_id: int) -> list[asyncpg.Record]:
 async def test_resending_a_batch_adds_no_history_and_changes_nothing(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
     batch = [snapshot(e, t, [market("3743"), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))])]
-    first = await writer.write_snapshots(batch)
+    first = await write(writer, batch)
     assert [r.status for r in first] == [Status.ACCEPTED] and first[0].counts.new == 2
     before = (await current(pool, e), await history(pool, e))
-    again = await writer.write_snapshots(batch)
+    again = await write(writer, batch)
     assert [r.status for r in again] == [Status.SUPERSEDED]
     # A second writer with no memory (a restart) must reach the same verdict from the database.
-    assert [r.status for r in await Writer(pool).write_snapshots(batch)] == [Status.SUPERSEDED]
+    assert [r.status for r in await write(Writer(pool), batch)] == [Status.SUPERSEDED]
     assert (await current(pool, e), await history(pool, e)) == before
     assert len(before[1]) == 2
 
@@ -60,8 +62,8 @@ async def test_a_late_older_snapshot_never_overwrites_current(writer: Writer, po
     e, t = new_event_id(), now()
     newer = snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])
     older = snapshot(e, t - timedelta(minutes=5), [market(odds=(9.0, 9.0, 9.0))])
-    assert [r.status for r in await writer.write_snapshots([newer])] == [Status.ACCEPTED]
-    assert [r.status for r in await writer.write_snapshots([older])] == [Status.SUPERSEDED]
+    assert [r.status for r in await write(writer, [newer])] == [Status.ACCEPTED]
+    assert [r.status for r in await write(writer, [older])] == [Status.SUPERSEDED]
     (row,) = await current(pool, e)
     assert codec.decode(row["outcomes"]) == [("1", 2000, True), ("X", 3000, True), ("2", 4000, True)]
     assert row["last_updated_at"] == t
@@ -75,7 +77,7 @@ async def test_snapshots_of_one_pair_in_one_batch_apply_in_captured_order(writer
         snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))]),
         snapshot(e, t + timedelta(minutes=5), []),
     ]
-    results = await writer.write_snapshots(batch)
+    results = await write(writer, batch)
     assert [r.status for r in results] == [Status.ACCEPTED] * 3
     rows = await history(pool, e)
     assert [(r["captured_at"] - t, r["available"]) for r in rows] == [
@@ -88,13 +90,13 @@ async def test_snapshots_of_one_pair_in_one_batch_apply_in_captured_order(writer
 async def test_a_market_that_disappears_and_returns_is_recorded_both_ways(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
     ou = market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))
-    await writer.write_snapshots([snapshot(e, t, [market(), ou])])
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])
+    await write(writer, [snapshot(e, t, [market(), ou])])
+    await write(writer, [snapshot(e, t + timedelta(minutes=5), [market()])])
     gone = {(r["market_id"], r["line"]): r for r in await current(pool, e)}[("5000", 2.5)]
     assert gone["unavailable_at"] == t + timedelta(minutes=5)
     assert gone["last_confirmed_at"] == t  # last seen
     assert codec.decode(gone["outcomes"])[0] == ("Over", 1850, True)  # last odds kept
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=10), [market(), ou])])
+    await write(writer, [snapshot(e, t + timedelta(minutes=10), [market(), ou])])
     back = {(r["market_id"], r["line"]): r for r in await current(pool, e)}[("5000", 2.5)]
     assert back["unavailable_at"] is None
     ou_rows = [(r["captured_at"] - t, r["available"]) for r in await history(pool, e) if r["market_id"] == "5000"]
@@ -103,10 +105,10 @@ async def test_a_market_that_disappears_and_returns_is_recorded_both_ways(writer
 
 async def test_a_line_less_market_and_line_zero_are_two_rows(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
-    await writer.write_snapshots([snapshot(e, t, [market("3774", None), market("3774", 0.0, odds=(1.9, 1.9, 9.0))])])
+    await write(writer, [snapshot(e, t, [market("3774", None), market("3774", 0.0, odds=(1.9, 1.9, 9.0))])])
     rows = await current(pool, e)
     assert [(r["market_id"], r["line"]) for r in rows] == [("3774", None), ("3774", 0.0)]
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market("3774", None), market("3774", 0.0)])])
+    await write(writer, [snapshot(e, t + timedelta(minutes=5), [market("3774", None), market("3774", 0.0)])])
     changed = [(r["line"], r["captured_at"] - t) for r in await history(pool, e)]
     assert changed == [(None, timedelta(0)), (0.0, timedelta(0)), (0.0, timedelta(minutes=5))]
 
@@ -115,11 +117,11 @@ async def test_fifty_thousand_changed_markets_in_one_batch(writer: Writer, pool:
     t = now()
     events = [new_event_id() for _ in range(50)]
     markets = [market(str(10_000 + i), None, (1.5, 2.5), ("Yes", "No")) for i in range(1000)]
-    results = await writer.write_snapshots([snapshot(e, t, markets) for e in events])
+    results = await write(writer, [snapshot(e, t, markets) for e in events])
     assert all(r.status is Status.ACCEPTED for r in results)
     assert sum(r.counts.new for r in results) == 50_000
     moved = [market(str(10_000 + i), None, (1.6, 2.4), ("Yes", "No")) for i in range(1000)]
-    results = await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), moved) for e in events])
+    results = await write(writer, [snapshot(e, t + timedelta(minutes=5), moved) for e in events])
     assert sum(r.counts.changed for r in results) == 50_000
     count = await pool.fetchval("SELECT count(*) FROM market_odds_history WHERE event_id = ANY($1::bigint[])", events)
     assert count == 100_000
@@ -130,21 +132,23 @@ async def test_a_missing_day_partition_is_created_on_demand(writer: Writer, pool
     await pool.execute(f"DROP TABLE IF EXISTS {partition_name(day)}")
     e = new_event_id()
     at = datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC)
-    assert [r.status for r in await writer.write_snapshots([snapshot(e, at, [market()])])] == [Status.ACCEPTED]
+    assert [r.status for r in await write(writer, [snapshot(e, at, [market()])])] == [Status.ACCEPTED]
     assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", partition_name(day))
     assert len(await history(pool, e)) == 1
 
 
-async def test_a_naive_captured_at_is_rejected_and_nothing_written(writer: Writer, pool: asyncpg.Pool) -> None:
+async def test_a_snapshot_without_captured_at_is_rejected_and_nothing_written(
+    writer: Writer, pool: asyncpg.Pool
+) -> None:
     e = new_event_id()
-    results = await writer.write_snapshots([snapshot(e, datetime.now().replace(microsecond=0), [market()])])
+    results = await write(writer, [replace(snapshot(e, now(), [market()]), captured_at=None)])
     assert results[0].status is Status.REJECTED and "captured_at" in results[0].reason
     assert await current(pool, e) == []
 
 
 async def test_duplicate_markets_reject_the_snapshot_whole(writer: Writer, pool: asyncpg.Pool) -> None:
     e = new_event_id()
-    results = await writer.write_snapshots([snapshot(e, now(), [market("3743"), market("3743")])])
+    results = await write(writer, [snapshot(e, now(), [market("3743"), market("3743")])])
     assert results[0].status is Status.REJECTED and "markets[1]" in results[0].reason
     assert await current(pool, e) == [] and await history(pool, e) == []
 
@@ -152,23 +156,19 @@ async def test_duplicate_markets_reject_the_snapshot_whole(writer: Writer, pool:
 async def test_two_writers_on_one_pair_reload_rather_than_trust_stale_memory(pool: asyncpg.Pool) -> None:
     a, b = Writer(pool), Writer(pool)
     e, t = new_event_id(), now()
-    await a.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
-    await b.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market(odds=(5.0, 3.0, 4.0))])])
+    await write(a, [snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
+    await write(b, [snapshot(e, t + timedelta(minutes=5), [market(odds=(5.0, 3.0, 4.0))])])
     # a still remembers the first odds; the database says they moved. Back to the first odds is a change.
-    results = await a.write_snapshots([snapshot(e, t + timedelta(minutes=10), [market(odds=(2.0, 3.0, 4.0))])])
+    results = await write(a, [snapshot(e, t + timedelta(minutes=10), [market(odds=(2.0, 3.0, 4.0))])])
     assert results[0].counts.changed == 1
     assert len(await history(pool, e)) == 3
 
 
 async def test_event_metadata_is_upserted_and_the_home_bookmaker_wins(writer: Writer, pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
-    await writer.write_snapshots(
-        [snapshot(e, t, [market()], bookmaker="sportybet", tournament="EPL", country="England")]
-    )
-    await writer.write_snapshots([snapshot(e, t, [market()], bookmaker="betpawa", tournament="Premier League")])
-    await writer.write_snapshots(
-        [snapshot(e, t + timedelta(minutes=1), [market()], bookmaker="bet9ja", tournament="X")]
-    )
+    await write(writer, [snapshot(e, t, [market()], bookmaker="sportybet", tournament="EPL", country="England")])
+    await write(writer, [snapshot(e, t, [market()], bookmaker="betpawa", tournament="Premier League")])
+    await write(writer, [snapshot(e, t + timedelta(minutes=1), [market()], bookmaker="bet9ja", tournament="X")])
     row = await pool.fetchrow(
         "SELECT t.name AS tournament, t.country, s.name AS sport, e.kickoff FROM events e"
         " JOIN tournaments t ON t.id = e.tournament_id JOIN sports s ON s.id = t.sport_id WHERE e.id = $1",
@@ -188,8 +188,8 @@ async def test_event_metadata_is_upserted_and_the_home_bookmaker_wins(writer: Wr
 
 async def test_a_sportradar_id_owned_by_another_event_rejects_the_snapshot(writer: Writer, pool: asyncpg.Pool) -> None:
     first, second, t = new_event_id(), new_event_id(), now()
-    await writer.write_snapshots([snapshot(first, t, [market()])])
-    results = await writer.write_snapshots([snapshot(second, t, [market()], sportradar_id=f"sr:match:{first}")])
+    await write(writer, [snapshot(first, t, [market()])])
+    results = await write(writer, [snapshot(second, t, [market()], sportradar_id=f"sr:match:{first}")])
     assert results[0].status is Status.REJECTED and "sportradar_id" in results[0].reason
     assert await current(pool, second) == []
 
@@ -201,7 +201,7 @@ async def test_changes_are_published_on_the_feed_after_commit(writer: Writer, po
     try:
         await conn.add_listener("oddstore_changes", listener)
         e, t = new_event_id(), now()
-        await writer.write_snapshots([snapshot(e, t, [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))])])
+        await write(writer, [snapshot(e, t, [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))])])
         items = []
         while len(items) < 2:
             items += [i for i in json.loads(await asyncio.wait_for(received.get(), 5)) if i[0] == e]
@@ -214,19 +214,19 @@ async def test_changes_are_published_on_the_feed_after_commit(writer: Writer, po
 
 async def test_warm_up_loads_recent_state_so_unchanged_markets_need_no_reload(pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
-    await Writer(pool).write_snapshots([snapshot(e, t, [market()])])
+    await write(Writer(pool), [snapshot(e, t, [market()])])
     fresh = Writer(pool)
     assert await fresh.warm_up(datetime.now(UTC)) >= 1
-    results = await fresh.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])
+    results = await write(fresh, [snapshot(e, t + timedelta(minutes=5), [market()])])
     assert results[0].counts.unchanged == 1 and len(await history(pool, e)) == 1
 
 
 async def test_after_a_restart_home_metadata_is_written_even_if_a_competitor_sent_the_same(pool: asyncpg.Pool) -> None:
     e, t = new_event_id(), now()
-    await Writer(pool).write_snapshots([snapshot(e, t, [market()], tournament="Premier League")])
+    await write(Writer(pool), [snapshot(e, t, [market()], tournament="Premier League")])
     restarted = Writer(pool)
-    await restarted.write_snapshots([snapshot(e, t, [market()], bookmaker="sportybet", tournament="EPL")])
-    await restarted.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()], tournament="EPL")])
+    await write(restarted, [snapshot(e, t, [market()], bookmaker="sportybet", tournament="EPL")])
+    await write(restarted, [snapshot(e, t + timedelta(minutes=5), [market()], tournament="EPL")])
     name = await pool.fetchval(
         "SELECT t.name FROM events e JOIN tournaments t ON t.id = e.tournament_id WHERE e.id = $1", e
     )
@@ -242,8 +242,8 @@ async def test_a_snapshot_without_changes_still_announces_its_new_confirmation_t
     try:
         await conn.add_listener("oddstore_changes", listener)
         e, t = new_event_id(), now()
-        await writer.write_snapshots([snapshot(e, t, [market()])])
-        await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])
+        await write(writer, [snapshot(e, t, [market()])])
+        await write(writer, [snapshot(e, t + timedelta(minutes=5), [market()])])
         items: list[list[object]] = []
         while not any(i[2] is None for i in items):
             items += [i for i in json.loads(await asyncio.wait_for(received.get(), 5)) if i[0] == e]
@@ -256,13 +256,8 @@ async def test_a_snapshot_without_changes_still_announces_its_new_confirmation_t
 async def test_odds_that_cannot_be_stored_reject_the_snapshot_and_write_nothing(
     writer: Writer, pool: asyncpg.Pool
 ) -> None:
-    from oddstore.convert import snapshot_to_pb
-    from services.writer.grpc_api import observed_from_pb
-
     e = new_event_id()
-    results = await writer.write(
-        [observed_from_pb(snapshot_to_pb(snapshot(e, now(), [market(odds=(-2.0, 3.0, 3.0))])))]
-    )
+    results = await write(writer, [snapshot(e, now(), [market(odds=(-2.0, 3.0, 3.0))])])
     assert results[0].status is Status.REJECTED and "cannot be stored" in results[0].reason
     assert await current(pool, e) == [] and await history(pool, e) == []
 
@@ -271,8 +266,46 @@ async def test_a_partition_dropped_behind_the_writers_back_is_created_again(writ
     day = datetime.now(UTC).date() - timedelta(days=11)
     at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
     e = new_event_id()
-    await writer.write_snapshots([snapshot(e, at, [market()])])
+    await write(writer, [snapshot(e, at, [market()])])
     await pool.execute(f"DROP TABLE {partition_name(day)}")  # as retention would
-    results = await writer.write_snapshots([snapshot(e, at + timedelta(minutes=5), [market(odds=(9.0, 9.0, 9.0))])])
+    results = await write(writer, [snapshot(e, at + timedelta(minutes=5), [market(odds=(9.0, 9.0, 9.0))])])
     assert [r.status for r in results] == [Status.ACCEPTED]
     assert len(await history(pool, e)) == 1  # the first row went with its partition
+
+
+async def test_snapshots_the_database_refuses_are_rejected_and_the_rest_of_the_batch_is_written(
+    writer: Writer, pool: asyncpg.Pool
+) -> None:
+    # What ingest's validation stops first; the writer must not stall on it if it ever gets through.
+    good, bad_market, bad_event = (new_event_id() for _ in range(3))
+    t = now()
+    batch = [
+        snapshot(bad_market, t, [market(name="Total\x00Goals")]),
+        snapshot(good, t, [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))]),
+        snapshot(bad_event, t, [market()], name="Home\x00Away"),
+    ]
+    results = await write(writer, batch)
+    assert [r.status for r in results] == [Status.REJECTED, Status.ACCEPTED, Status.REJECTED]
+    assert "0x00" in results[0].reason and "0x00" in results[2].reason
+    assert len(await current(pool, good)) == 2 and len(await history(pool, good)) == 2
+    for e in (bad_market, bad_event):
+        assert await current(pool, e) == [] and await history(pool, e) == []
+        assert await pool.fetchval("SELECT count(*) FROM latest_snapshots WHERE event_id = $1", e) == 0
+    # Nothing of the refused snapshots stayed in memory either: a clean re-send is new, not superseded.
+    (fixed,) = await write(writer, [snapshot(bad_market, t, [market(name="Total Goals")])])
+    assert fixed.status is Status.ACCEPTED and fixed.counts.new == 1
+
+
+async def test_a_refused_snapshot_between_two_good_ones_of_its_pair_leaves_them_in_order(
+    writer: Writer, pool: asyncpg.Pool
+) -> None:
+    e, t = new_event_id(), now()
+    batch = [
+        snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))]),
+        snapshot(e, t + timedelta(minutes=5), [market(odds=(2.5, 3.0, 3.0), name="bad\x00")]),
+        snapshot(e, t + timedelta(minutes=10), [market(odds=(2.5, 3.0, 3.0))]),
+    ]
+    results = await write(writer, batch)
+    assert [r.status for r in results] == [Status.ACCEPTED, Status.REJECTED, Status.ACCEPTED]
+    assert results[2].counts.changed == 1  # judged against the first: the refused one never happened
+    assert [r["captured_at"] for r in await history(pool, e)] == [t, t + timedelta(minutes=10)]

@@ -7,21 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from oddstore import codec
-from oddstore.convert import snapshot_from_pb, snapshot_to_pb
-from oddstore_cli.simulator import Simulator
+from oddstore.convert import snapshot_to_pb
 from services.writer.grpc_api import observed_from_pb
-from services.writer.writer import observe
 from tests.factories import market, snapshot
-
-
-def test_protobuf_and_domain_snapshots_give_identical_observations() -> None:
-    for pb in Simulator(3, seed=7).cycle(datetime(2026, 2, 24, 10, tzinfo=UTC)):
-        fast, slow = observed_from_pb(pb), observe(snapshot_from_pb(pb))
-        assert fast.error is None and slow.error is None
-        assert set(fast.markets) == set(slow.markets)
-        assert all(fast.outcomes(k) == slow.outcomes(k) for k in fast.markets)
-        assert all(fast.details(k) == slow.details(k) for k in fast.markets)
-        assert (fast.event, fast.captured_at, fast.bookmaker) == (slow.event, slow.captured_at, slow.bookmaker)
 
 
 def test_duplicate_keys_reject_the_snapshot_and_unstorable_odds_fail_when_encoded() -> None:
