@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 
+from oddstore.text import unstorable
 from oddstore.v1 import snapshot_pb2
 
 T = TypeVar("T")
@@ -64,11 +65,20 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _checked(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, "expected a string")
+    # The server's rule, applied here too: a lone surrogate (valid in JSON) cannot even be put
+    # into a protobuf message, and the line should say which field holds it.
+    problem = unstorable(value)
+    if problem is not None:
+        raise _fail(path, problem)
+    return value
+
+
 def _optional_string(obj: Mapping[str, Any], key: str, path: str) -> str | None:
     value = obj.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _fail(_join(path, key), "expected a string")
-    return value
+    return None if value is None else _checked(value, _join(path, key))
 
 
 def _string(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
@@ -165,8 +175,7 @@ def _market(value: object, path: str) -> snapshot_pb2.Market:
     obj = _object(value, path, _MARKET_FIELDS)
     groups = _list(obj, "market_groups", path)
     for i, group in enumerate(groups):
-        if not isinstance(group, str):
-            raise _fail(f"{path}.market_groups[{i}]", "expected a string")
+        _checked(group, f"{path}.market_groups[{i}]")
     market = snapshot_pb2.Market(
         market_id=_string(obj, "market_id", path, required=True),
         market_name=_string(obj, "market_name", path),

@@ -117,11 +117,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 )
                 continue
             routed[writer_index(pb.event.id, len(self._writers))].append(i)
-        if not routed:
-            metrics.SNAPSHOTS.labels("rejected").inc(len(snapshots))
-            reasons = "; ".join(r.reason for r in results[:5] if r is not None)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no valid snapshot in the batch: {reasons}")
-
         calls = [self._writers[w].write([snapshots[i] for i in indices]) for w, indices in sorted(routed.items())]
         try:
             responses = await asyncio.gather(*calls)

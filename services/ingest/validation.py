@@ -12,10 +12,11 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from oddstore.codec import MAX_NAME_BYTES, MAX_ODDS
+from oddstore.text import unstorable
 
 SLUG = re.compile(r"[a-z][a-z0-9_]{1,31}")
 MAX_EVENT_ID = 2**31 - 1  # events.id of the schema we inherit is a 4-byte integer
@@ -103,15 +104,23 @@ class Invalid(ValueError):
     pass
 
 
+# Where the schema we inherit is narrower than max_text (tournaments.country and sports.name are
+# varchar(100) in the old system's database), the limit follows the column.
+NARROW_EVENT_TEXT = {"country": 100, "sport": 100}
+
+
 def _text(value: str, field: str, limit: int, *, required: bool = False) -> None:
     if required and not value.strip():
         raise Invalid(f"{field}: required")
     if len(value) > limit:
         raise Invalid(f"{field}: longer than {limit} characters")
+    problem = unstorable(value)
+    if problem is not None:
+        raise Invalid(f"{field}: {problem}")
 
 
 def _iso(ts: TimestampIn) -> str:
-    return datetime.fromtimestamp(ts.seconds, tz=None).isoformat() + "Z"
+    return datetime.fromtimestamp(ts.seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def validate_market(m: MarketIn, limits: Limits) -> None:
@@ -132,6 +141,9 @@ def validate_market(m: MarketIn, limits: Limits) -> None:
         name, odds = o.name, o.odds
         if not name.strip():
             raise Invalid(f"outcomes[{j}].name: required")
+        problem = unstorable(name)
+        if problem is not None:
+            raise Invalid(f"outcomes[{j}].name: {problem}")
         if len(name) > MAX_NAME_BYTES // 4 and len(name.encode()) > MAX_NAME_BYTES:
             raise Invalid(f"outcomes[{j}].name: longer than {MAX_NAME_BYTES} bytes")
         if name in names:
@@ -153,7 +165,8 @@ def validate(s: SnapshotIn, now: datetime, limits: Limits) -> None:
     if not e.HasField("kickoff"):
         raise Invalid("event.kickoff: required")
     for name in ("name", "home_team", "away_team", "tournament", "country", "sport"):
-        _text(getattr(e, name), f"event.{name}", limits.max_text)
+        limit = min(limits.max_text, NARROW_EVENT_TEXT.get(name, limits.max_text))
+        _text(getattr(e, name), f"event.{name}", limit)
     _text(s.external_event_id, "external_event_id", 64)
     if not s.HasField("captured_at"):
         raise Invalid("captured_at: required")

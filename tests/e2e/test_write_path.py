@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import AsyncIterator
@@ -118,12 +119,67 @@ async def test_invalid_snapshots_are_rejected_by_name_and_never_partly_written(s
         await conn.close()
 
 
-async def test_a_wholly_bad_batch_is_invalid_argument(stack: Stack) -> None:
-    bad = snapshot_to_pb(snapshot(new_event_id(), now(), [market()], bookmaker="Bet Pawa!"))
-    with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stack.submit([bad])
-    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "bookmaker" in (failure.value.details() or "")
+async def test_a_wholly_bad_batch_answers_each_snapshot_with_its_own_reason(stack: Stack) -> None:
+    t = now()
+    response = await stack.submit(
+        [
+            snapshot_to_pb(snapshot(new_event_id(), t, [market()], bookmaker="Bet Pawa!")),
+            snapshot_to_pb(snapshot(new_event_id(), t, [market(odds=(0.5, 3.0, 3.0))])),
+        ]
+    )
+    assert [r.status for r in response.results] == [REJECTED, REJECTED]
+    first, second = (r.reason for r in response.results)
+    assert first.startswith("snapshot 0 ") and "bookmaker: 'Bet Pawa!'" in first and "odds" not in first
+    assert second.startswith("snapshot 1 ") and "outcomes[0].odds" in second and "bookmaker:" not in second
+
+
+async def test_unstorable_text_rejects_its_snapshot_by_field_and_the_good_one_is_written(
+    stack: Stack, migrated_dsn: str
+) -> None:
+    # The batch of the issue: one good snapshot, NUL in the event and market names, NUL in an outcome name.
+    good, bad_names, bad_outcome, t = new_event_id(), new_event_id(), new_event_id(), now()
+    response = await stack.submit(
+        [
+            snapshot_to_pb(snapshot(good, t, [market()])),
+            snapshot_to_pb(snapshot(bad_names, t, [market(name="Total\x00")], name="Arsenal\x00 - Chelsea")),
+            snapshot_to_pb(snapshot(bad_outcome, t, [market(names=("1", "X\x00", "2"))])),
+        ]
+    )
+    assert [r.status for r in response.results] == [ACCEPTED, REJECTED, REJECTED]
+    assert "event.name: contains a NUL character (U+0000) at position 7" in response.results[1].reason
+    assert "markets[0] (market_id '3743', line None): outcomes[1].name: contains a NUL" in response.results[2].reason
+    conn = await asyncpg.connect(migrated_dsn)
+    try:
+        rows = await conn.fetch("SELECT DISTINCT event_id FROM market_odds_current WHERE event_id = ANY($1)",
+                                [good, bad_names, bad_outcome])  # fmt: skip
+        assert [r[0] for r in rows] == [good]
+    finally:
+        await conn.close()
+
+
+async def test_replay_shows_each_rejected_line_with_only_its_own_reason(stack: Stack, tmp_path: Path) -> None:
+    from oddstore_cli.replay import replay
+    from oddstore_cli.submit import SubmitOptions
+
+    t = now().isoformat().replace("+00:00", "Z")
+
+    def line(event_id: int, bookmaker: str, odds: float) -> str:
+        return json.dumps({
+            "event": {"id": event_id, "sportradar_id": f"sr:match:{event_id}", "name": "A - B", "home_team": "A",
+                      "away_team": "B", "kickoff": "2030-02-28T15:00:00Z"},
+            "bookmaker": bookmaker, "captured_at": t,
+            "markets": [{"market_id": "1", "outcomes": [{"name": "1", "odds": odds}, {"name": "2", "odds": 2.0}]}],
+        })  # fmt: skip
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([line(new_event_id(), "Bet Pawa!", 2.0), line(new_event_id(), "betpawa", 0.5)]))
+    out, err = io.StringIO(), io.StringIO()
+    target = f"127.0.0.1:{stack.ingest.server.port}"
+    assert await replay(str(path), SubmitOptions(target=target), batch_size=10, out=out, err=err) == 1
+    shown = [x.strip() for x in out.getvalue().splitlines() if x.strip().startswith("line ")]
+    assert len(shown) == 2, out.getvalue()
+    assert shown[0].startswith("line 1: ") and "bookmaker" in shown[0] and "odds" not in shown[0]
+    assert shown[1].startswith("line 2: ") and "outcomes[0].odds" in shown[1] and "bookmaker:" not in shown[1]
 
 
 async def test_database_down_answers_unavailable_and_nothing_is_lost_once_it_is_back(

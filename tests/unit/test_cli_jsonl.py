@@ -183,3 +183,26 @@ def test_lines_that_are_not_json_objects_are_rejected(text: str | bytes, message
 def test_non_finite_numbers_are_rejected() -> None:
     with pytest.raises(ParseError, match=r"^markets\[0\]\.outcomes\[0\]\.odds: expected a finite number"):
         parse_line(json.dumps(line(markets=[market(outcomes=[{"name": "Over", "odds": float("inf")}])])))
+
+
+@pytest.mark.parametrize(
+    ("replaced", "by", "message"),
+    [
+        (
+            '"Arsenal - Chelsea"',
+            r'"Arsenal\ud800"',
+            r"^event\.name: contains a lone surrogate \(U\+D800\) at position 7$",
+        ),
+        (
+            '"Arsenal - Chelsea"',
+            r'"Arsenal\u0000"',
+            r"^event\.name: contains a NUL character \(U\+0000\) at position 7$",
+        ),
+        ('["goals"]', r'["\udfff"]', r"^markets\[0\]\.market_groups\[0\]: contains a lone surrogate"),
+        ('"Over"', r'"Over\u0000"', r"^markets\[0\]\.outcomes\[0\]\.name: contains a NUL character"),
+    ],
+)
+def test_text_that_no_database_can_store_names_its_field(replaced: str, by: str, message: str) -> None:
+    # JSON escapes that json.dumps never writes for these characters, so the line is edited as text.
+    with pytest.raises(ParseError, match=message):
+        parse_line(json.dumps(LINE).replace(replaced, by, 1))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -84,3 +86,55 @@ def test_non_finite_lines_and_too_many_markets_are_rejected() -> None:
 def test_the_same_event_always_routes_to_the_same_writer() -> None:
     assert {writer_index(1234, 3) for _ in range(5)} == {writer_index(1234, 3)}
     assert sorted({writer_index(e, 3) for e in range(300)}) == [0, 1, 2]
+
+
+def test_captured_at_in_messages_is_utc_whatever_the_machine_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = (now() - timedelta(days=15)).replace(hour=10, minute=5, second=0)
+    monkeypatch.setenv("TZ", "Africa/Lagos")  # UTC+1: a local rendering would say 11:05
+    time.tzset()
+    try:
+        message = check(snapshot(1, at, [market()]))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert f"captured_at: {at.strftime('%Y-%m-%d')}T10:05:00Z is older" in message
+
+
+TEXT_FIELDS: list[tuple[str, Callable[[str], Snapshot]]] = [
+    ("event.name", lambda v: snapshot(1, now(), [market()], name=v)),
+    ("event.home_team", lambda v: snapshot(1, now(), [market()], home_team=v)),
+    ("event.away_team", lambda v: snapshot(1, now(), [market()], away_team=v)),
+    ("event.tournament", lambda v: snapshot(1, now(), [market()], tournament=v)),
+    ("event.country", lambda v: snapshot(1, now(), [market()], country=v)),
+    ("event.sport", lambda v: snapshot(1, now(), [market()], sport=v)),
+    ("event.sportradar_id", lambda v: snapshot(1, now(), [market()], sportradar_id=v)),
+    ("external_event_id", lambda v: replace(snapshot(1, now(), [market()]), external_event_id=v)),
+    ("markets[0] (market_id 'x", lambda v: snapshot(1, now(), [market("x" + v)])),
+    ("markets[0] (market_id '3743', line None): market_name", lambda v: snapshot(1, now(), [market(name=v)])),
+    (
+        "markets[0] (market_id '3743', line None): handicap_type",
+        lambda v: snapshot(1, now(), [replace(market(), handicap_type=v)]),
+    ),
+    (
+        "markets[0] (market_id '3743', line None): market_groups[0]",
+        lambda v: snapshot(1, now(), [replace(market(), market_groups=(v,))]),
+    ),
+    (
+        "markets[0] (market_id '3743', line None): outcomes[1].name",
+        lambda v: snapshot(1, now(), [market(names=("1", v, "2"))]),
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "build"), TEXT_FIELDS, ids=[f for f, _ in TEXT_FIELDS])
+def test_a_nul_in_any_text_field_rejects_the_snapshot_naming_that_field(
+    field: str, build: Callable[[str], Snapshot]
+) -> None:
+    message = check(build("ok\x00"))
+    assert message.startswith(field) and "contains a NUL character (U+0000)" in message
+
+
+def test_country_and_sport_follow_the_inherited_columns_of_100_characters() -> None:
+    ok(snapshot(1, now(), [market()], country="x" * 100, tournament="t" * 200))
+    assert check(snapshot(1, now(), [market()], country="x" * 101)).startswith("event.country: longer than 100")
+    assert check(snapshot(1, now(), [market()], sport="x" * 101)).startswith("event.sport: longer than 100")
