@@ -1,4 +1,5 @@
-"""The one rule for strings that may reach PostgreSQL text, checked against UTF-8 itself (the integration property tests check it against PostgreSQL)."""
+"""The one rule for strings that may reach PostgreSQL text, checked against UTF-8 itself
+(the integration property test checks it against PostgreSQL)."""
 
 from __future__ import annotations
 
