@@ -10,10 +10,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from oddstore import metrics
+from oddstore.text import unstorable
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,51 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
+def unstorable_field(message: Message, prefix: str = "") -> str | None:
+    """"field: reason" for the first string of `message`, nested messages included, that PostgreSQL
+    text cannot hold (oddstore.text), else None."""
+    for fd, value in message.ListFields():
+        values = value if fd.is_repeated else [value]
+        name = prefix + fd.name
+        for v in values:
+            if fd.type == FieldDescriptor.TYPE_STRING:
+                problem = unstorable(v)
+                if problem is not None:
+                    return f"{name}: {problem}"
+            elif fd.type == FieldDescriptor.TYPE_MESSAGE and isinstance(v, Message):
+                problem = unstorable_field(v, name + ".")
+                if problem is not None:
+                    return problem
+    return None
+
+
+class _TextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Answers INVALID_ARGUMENT, naming the field, to a request with a string no query could use
+    (a NUL makes PostgreSQL fail the statement): the caller's fault, never an INTERNAL of ours."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            problem = unstorable_field(request)
+            if problem is not None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
 def health_status(serving: bool) -> int:
     return int(health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
 
@@ -86,13 +134,19 @@ def create_server(
     service_names: Iterable[str],
     *,
     max_message_bytes: int = 64 * 1024 * 1024,
+    check_text: bool = False,
 ) -> Server:
-    """Binds `address` (use port 0 in tests) and returns the server with its bound port."""
+    """Binds `address` (use port 0 in tests) and returns the server with its bound port. With
+    `check_text`, requests carrying text PostgreSQL cannot store are refused before the servicer
+    (not for the write path, which rejects per snapshot)."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
-    server = grpc.aio.server(interceptors=[_MetricsInterceptor()], options=options)
+    interceptors: list[grpc.aio.ServerInterceptor] = [_MetricsInterceptor()]
+    if check_text:
+        interceptors.append(_TextInterceptor())
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -69,7 +69,10 @@ async def start(settings: QuerySettings) -> QueryApp:
     )  # fmt: skip
     servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history)
     server = create_server(
-        settings.listen, lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s), [SERVICE_NAME]
+        settings.listen,
+        lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        check_text=True,
     )
     await server.set_serving(False)
     await server.start()

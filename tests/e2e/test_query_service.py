@@ -148,6 +148,21 @@ async def test_errors_map_to_status_codes(service: Service) -> None:
         await stub.GetMarketHistory(pb.GetMarketHistoryRequest(event_id=1, market_id="3743", bookmaker_slug="nope"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
+    # Text no query can use is the caller's fault, named by field, whatever the method.
+    for call, request, field in (
+        (
+            stub.GetMarketHistory,
+            pb.GetMarketHistoryRequest(event_id=1, market_id="37\x0043", bookmaker_slug="b"),
+            "market_id",
+        ),
+        (stub.ListEvents, pb.ListEventsRequest(search="Arsenal\x00"), "search"),
+        (stub.ListEvents, pb.ListEventsRequest(countries=["England", "\x00"]), "countries"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(request)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (err.value.details() or "").startswith(f"{field}: contains a NUL character")
+
     # PostgreSQL unreachable: a cache miss cannot be answered, and says so; cached reads still work.
     await service.cut_database()
     with pytest.raises(grpc.aio.AioRpcError) as err:

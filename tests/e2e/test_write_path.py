@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -13,9 +14,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oddstore.convert import snapshot_to_pb
+from oddstore.model import Snapshot
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2
 from services.ingest import bootstrap as ingest_bootstrap
 from services.ingest.config import IngestSettings
@@ -208,3 +212,53 @@ async def test_a_resent_batch_is_superseded_end_to_end(stack: Stack) -> None:
     batch = [snapshot_to_pb(snapshot(new_event_id(), now(), [market()]))]
     assert [r.status for r in (await stack.submit(batch)).results] == [ACCEPTED]
     assert [r.status for r in (await stack.submit(batch)).results] == [SUPERSEDED]
+
+
+# Any text a client can put in a protobuf string (lone surrogates cannot be: the CLI rejects them
+# by field, tests/unit/test_cli_jsonl.py), weighted towards what has broken databases before.
+HOSTILE_TEXT = st.one_of(
+    st.text(st.characters(codec="utf-8"), max_size=80),
+    st.sampled_from(
+        ["\x00", "ok\x00", "\x01\x1f\x7f", "a" * 5000, "🏟⚽️👍🏿", "مباراة\u202eABC", "\ufeff\ufffe\uffff", " "]
+    ),
+    st.text(st.sampled_from(["\x00", "\t", "é", "€", "𝔘", "\u200f"]), min_size=1, max_size=20),
+)
+TEXT_FIELDS: dict[str, Callable[[int, str], Snapshot]] = {
+    "event.name": lambda e, v: snapshot(e, now(), [market()], name=v),
+    "event.home_team": lambda e, v: snapshot(e, now(), [market()], home_team=v),
+    "event.away_team": lambda e, v: snapshot(e, now(), [market()], away_team=v),
+    "event.tournament": lambda e, v: snapshot(e, now(), [market()], tournament=v),
+    "event.country": lambda e, v: snapshot(e, now(), [market()], country=v),
+    "event.sport": lambda e, v: snapshot(e, now(), [market()], sport=v),
+    "event.sportradar_id": lambda e, v: snapshot(e, now(), [market()], sportradar_id=v),
+    "bookmaker": lambda e, v: snapshot(e, now(), [market()], bookmaker=v),
+    "external_event_id": lambda e, v: replace(snapshot(e, now(), [market()]), external_event_id=v),
+    "market_id": lambda e, v: snapshot(e, now(), [market(v)]),
+    "market_name": lambda e, v: snapshot(e, now(), [market(name=v)]),
+    "handicap_type": lambda e, v: snapshot(e, now(), [replace(market(), handicap_type=v)]),
+    "market_groups": lambda e, v: snapshot(e, now(), [replace(market(), market_groups=(v, "main"))]),
+    "outcome name": lambda e, v: snapshot(e, now(), [market(names=("1", v, "2"))]),
+}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(fuzzed=st.lists(st.tuples(st.sampled_from(sorted(TEXT_FIELDS)), HOSTILE_TEXT), min_size=1, max_size=3))
+async def test_any_text_in_any_field_ends_accepted_or_rejected_and_never_holds_back_a_valid_snapshot(
+    stack: Stack, migrated_dsn: str, fuzzed: list[tuple[str, str]]
+) -> None:
+    good = [new_event_id() for _ in range(2)]
+    batch = [snapshot_to_pb(snapshot(good[0], now(), [market()]))]
+    batch += [snapshot_to_pb(TEXT_FIELDS[field](new_event_id(), value)) for field, value in fuzzed]
+    batch.append(snapshot_to_pb(snapshot(good[1], now(), [market()])))
+    response = await stack.submit(batch)  # an error status here (INTERNAL, UNAVAILABLE) fails the test
+    statuses = [r.status for r in response.results]
+    assert statuses[0] == statuses[-1] == ACCEPTED
+    assert set(statuses) <= {ACCEPTED, REJECTED}
+    conn = await asyncpg.connect(migrated_dsn)
+    try:
+        stored = await conn.fetch("SELECT event_id FROM latest_snapshots WHERE event_id = ANY($1)", good)
+        assert sorted(r[0] for r in stored) == sorted(good)
+    finally:
+        await conn.close()
