@@ -58,7 +58,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def unstorable_field(message: Message, prefix: str = "") -> str | None:
-    """"field: reason" for the first string of `message`, nested messages included, that PostgreSQL
+    """ "field: reason" for the first string of `message`, nested messages included, that PostgreSQL
     text cannot hold (oddstore.text), else None."""
     for fd, value in message.ListFields():
         values = value if fd.is_repeated else [value]
