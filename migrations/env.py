@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oddstore"
+from oddstore.config import DEFAULT_DATABASE_URL
 
 config = context.config
 

@@ -39,6 +39,8 @@ CONTENT_ERRORS: tuple[type[BaseException], ...] = (
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4, wait_seconds: float = 30.0) -> asyncpg.Pool:
     """Opens the pool, retrying while the database starts; raises after `wait_seconds`."""
+    # Hand-written, not tenacity: the same loop there (AsyncRetrying with retry, stop, wait, before_sleep and
+    # reraise, then the ConnectionError) is no shorter, and would be one more dependency in every image.
     deadline = time.monotonic() + wait_seconds
     delay = 0.2
     while True:

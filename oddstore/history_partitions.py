@@ -40,6 +40,8 @@ async def ensure_partition(pool: asyncpg.Pool, day: date) -> None:
     async with pool.acquire() as conn:
         if await conn.fetchval(PARTITION_EXISTS, partition_name(day)):
             return
+        # A bounded loop, no sleep: the lock timeout is the wait. Hand-written because "created by someone
+        # else" ends it as a success, which a retry library would have to be told through a callback.
         for attempt in range(20):
             try:
                 async with conn.transaction():

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import UTC, datetime
+
+from pythonjsonlogger.json import JsonFormatter
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+def json_formatter(service: str = "") -> logging.Formatter:
+    """One JSON object per record, `extra=` fields included (python-json-logger: a hand-written formatter
+    dropped them). Keys: ts, level, logger, message, exc when there is one, service when named."""
+    return JsonFormatter(
+        ["levelname", "name", "message"],
+        rename_fields={"levelname": "level", "name": "logger", "exc_info": "exc"},
+        timestamp="ts",
+        static_fields={"service": service} if service else None,
+    )
 
 
 def configure(level: str = "INFO", fmt: str = "text", service: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(json_formatter(service))
     else:
         prefix = f"{service} " if service else ""
         handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s"))

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
@@ -16,7 +16,6 @@ from oddstore.v1 import snapshot_pb2
 
 T = TypeVar("T")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # RFC 3339 date-time; the zone group is optional here only so that a naive value gets its own message.
 _RFC3339 = re.compile(
@@ -139,14 +138,6 @@ def parse_timestamp(value: object, path: str) -> timestamp_pb2.Timestamp:
         raise _fail(path, f"invalid timestamp {value!r}: {exc}") from None
     nanos = int((fraction or "0").ljust(9, "0"))
     return timestamp_pb2.Timestamp(seconds=int(moment.timestamp()), nanos=nanos)
-
-
-def to_timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    """A timezone-aware datetime as a protobuf Timestamp (UTC)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp has no time zone: {moment.isoformat()!r}")
-    seconds = (moment - _EPOCH) // timedelta(seconds=1)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=moment.microsecond * 1000)
 
 
 def format_timestamp(ts: timestamp_pb2.Timestamp) -> str:

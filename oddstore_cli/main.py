@@ -13,7 +13,7 @@ from oddstore_cli import replay, run, simulate
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 # Each subcommand module contributes `add_parser(subparsers)`, which registers its options and sets
-# `handler` (Namespace -> exit code). A new subcommand, e.g. `run`, is one more entry here.
+# `handler` (Namespace -> exit code). A new subcommand is one more entry here.
 SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     replay.add_parser,
     simulate.add_parser,

@@ -322,7 +322,11 @@ async def _wait_http(child: Child, stopping: asyncio.Event, deadline: float) -> 
 
 
 async def _supervise(feed: Coroutine[Any, Any, None], children: list[Child], stopping: asyncio.Event) -> int:
-    """Runs the feed until it finishes, a signal arrives or a child dies; returns the exit code."""
+    """Runs the feed until it finishes, a signal arrives or a child dies; returns the exit code.
+
+    A hand-written supervisor rather than honcho, circus or supervisord: those start processes from a
+    config file and know neither gRPC health (each service starts only once the one before is SERVING) nor
+    our feed; here start order, health, the drain order on stop and the log tail on failure are one file."""
     feeding: asyncio.Task[None] = asyncio.create_task(feed)
     signalled = asyncio.create_task(stopping.wait())
     deaths = {asyncio.create_task(c.process.wait()): c for c in children}

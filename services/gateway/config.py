@@ -12,7 +12,7 @@ class GatewaySettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", frozen=True, extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
-    # 8000 because the UI's dev proxy (web/vite.config.ts) sends /api there.
+    # 8000 because the pawaRisk UI's dev proxy (its vite.config.ts, in the UI's own repository) sends /api there.
     port: int = Field(8000, ge=0, le=65535)
     query_address: str = "127.0.0.1:50053"
     retention_address: str = "127.0.0.1:50054"

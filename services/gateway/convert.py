@@ -12,12 +12,11 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from oddstore.platforms import PLATFORMS
 from oddstore.v1 import query_pb2, retention_pb2
 from services.gateway import models
 
 SECONDS_PER_HOUR = 3600
-# The platforms the settings know (contract §17); others are dropped from enabledPlatforms.
-KNOWN_PLATFORMS = ("sportybet", "betpawa", "bet9ja")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -40,20 +39,6 @@ def optional_float(message: Message, field: str) -> float | None:
         return None
     value: float = getattr(message, field)
     return value
-
-
-def to_timestamp(value: datetime) -> Timestamp:
-    """A naive datetime is UTC; an aware one is converted to UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    ts = Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
-
-
-def drop_timezone(value: datetime) -> datetime:
-    """kickoff_from/to: the old backend drops the offset and reads the wall time as UTC (contract §1)."""
-    return value.replace(tzinfo=UTC)
 
 
 def hours_to_seconds(hours: Iterable[float]) -> list[int]:
@@ -449,6 +434,6 @@ def settings_update(update: models.SettingsUpdateRequest) -> retention_pb2.Updat
     if update.enabled_platforms is not None:
         request.set_enabled_platforms = True
         # Order kept, duplicates dropped; an empty list is applied (the UI prevents disabling the last one).
-        kept = dict.fromkeys(p for p in update.enabled_platforms if p in KNOWN_PLATFORMS)
+        kept = dict.fromkeys(p for p in update.enabled_platforms if p in PLATFORMS)
         request.enabled_platforms.extend(kept)
     return request

@@ -1,4 +1,4 @@
-"""The gateway's one adapter: a grpc.aio client of QueryService with a deadline on every call.
+"""The gateway's adapter of QueryService: a grpc.aio client with a deadline on every call.
 
 gRPC failures leave this module as the domain errors below, which app.py translates to HTTP.
 """

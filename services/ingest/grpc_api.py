@@ -36,7 +36,11 @@ class WriterUnavailable(Exception):
 
 
 class WriterClient:
-    """One writer: deadline per call, retries with backoff while it is unavailable."""
+    """One writer: deadline per call, retries with backoff while it is unavailable.
+
+    Not gRPC's retry policy: it caps attempts at 5 (we retry for INGEST_WRITER_RETRY_SECONDS, so ingest
+    holds while a writer restarts), and its retries are invisible to our retry metric and log. Not tenacity:
+    the metric, the log and the WriterUnavailable translation would all move into callbacks."""
 
     def __init__(self, address: str, stub: writer_pb2_grpc.WriterServiceStub, timeout: float, retry: float):
         self.address = address

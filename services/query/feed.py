@@ -145,6 +145,8 @@ class Feed:
             conn.terminate()
 
     async def _reconnect(self) -> None:
+        # Hand-written, not tenacity: every failed attempt must drop its half-open listener first, which
+        # a retry library would take as a callback; the loop says it in order.
         self._drop_listener()
         delay = 0.1
         while True:

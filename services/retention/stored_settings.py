@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
-KNOWN_PLATFORMS: tuple[str, ...] = ("sportybet", "betpawa", "bet9ja")
+from oddstore.platforms import PLATFORMS
 
 # Inclusive ranges of the integer fields, as the UI contract (§e) states them.
 RANGES: dict[str, tuple[int, int]] = {
@@ -75,7 +75,7 @@ def known_platforms(slugs: tuple[str, ...]) -> tuple[str, ...]:
     (the UI itself keeps one platform on)."""
     seen: list[str] = []
     for slug in slugs:
-        if slug in KNOWN_PLATFORMS and slug not in seen:
+        if slug in PLATFORMS and slug not in seen:
             seen.append(slug)
     return tuple(seen)
 

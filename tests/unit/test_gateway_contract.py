@@ -426,6 +426,12 @@ async def test_an_event_at_an_instant_has_the_detail_markets_shape(
     assert fake.requests("GetEventAt")[0].at.ToDatetime(tzinfo=UTC) == datetime(2026, 2, 24, 10, tzinfo=UTC)
 
 
+async def test_an_instant_without_an_offset_is_read_as_utc(api: httpx.AsyncClient, fake: FakeQueryService) -> None:
+    response = await api.get(f"/api/events/{EVENT_ID}/at", params={"at": "2026-02-24T10:00:00"})
+    assert response.status_code == 200
+    assert fake.requests("GetEventAt")[0].at.ToDatetime(tzinfo=UTC) == datetime(2026, 2, 24, 10, tzinfo=UTC)
+
+
 async def test_an_instant_is_required_and_an_unknown_event_is_404(api: httpx.AsyncClient) -> None:
     assert (await api.get(f"/api/events/{EVENT_ID}/at")).status_code == 422
     response = await api.get("/api/events/999/at", params={"at": "2026-02-24T10:00:00Z"})
