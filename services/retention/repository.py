@@ -591,11 +591,13 @@ async def data_stats(pool: asyncpg.Pool) -> DataStats:
 
 # Every table of the schema with its total size (heap, indexes, TOAST). A partition is listed under its
 # parent, whose figures are the sum of its partitions (a partitioned table has no storage of its own).
-# reltuples is -1 for a table never analysed: counted as 0.
+# Rows are the live-tuple counter of the statistics system (pg_stat_user_tables.n_live_tup, as the old system
+# showed): kept up to date by every committed insert and delete, whereas the planner's reltuples stays -1 until
+# a table is analysed, which with autovacuum off is never. Exact counts would scan the history partitions.
 TABLE_SIZES = """
 WITH rels AS (
     SELECT c.relname, c.relkind, pg_total_relation_size(c.oid) AS size,
-           greatest(c.reltuples, 0)::bigint AS est, p.relname AS parent
+           pg_stat_get_live_tuples(c.oid) AS live, p.relname AS parent
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
@@ -604,14 +606,14 @@ WITH rels AS (
 ), tops AS (
     SELECT r.relname,
            (r.size + coalesce(sum(ch.size), 0))::bigint AS size,
-           (CASE WHEN r.relkind = 'p' THEN coalesce(sum(ch.est), 0) ELSE r.est END)::bigint AS est
+           (CASE WHEN r.relkind = 'p' THEN coalesce(sum(ch.live), 0) ELSE r.live END)::bigint AS live
     FROM rels r LEFT JOIN rels ch ON ch.parent = r.relname
     WHERE r.parent IS NULL
-    GROUP BY r.relname, r.relkind, r.size, r.est
+    GROUP BY r.relname, r.relkind, r.size, r.live
 )
-SELECT relname, NULL::text AS parent, size, est, pg_size_pretty(size) FROM tops
+SELECT relname, NULL::text AS parent, size, live, pg_size_pretty(size) FROM tops
 UNION ALL
-SELECT relname, parent, size, est, pg_size_pretty(size) FROM rels WHERE parent IS NOT NULL
+SELECT relname, parent, size, live, pg_size_pretty(size) FROM rels WHERE parent IS NOT NULL
 """
 DATABASE_SIZE = "SELECT pg_database_size(current_database()), pg_size_pretty(pg_database_size(current_database()))"
 
