@@ -12,11 +12,10 @@ from oddstore.convert import to_timestamp
 from oddstore.grpc_errors import StatusMapping
 from oddstore.v1 import retention_pb2 as pb
 from oddstore.v1 import retention_pb2_grpc
-from services.retention.cleanup import CleanupInProgress, Counts, Cutoffs, RunRecord
+from services.retention.cleanup import CleanupInProgress, Counts, Cutoffs, RunRecord, TableStat
 from services.retention.partitions import PartitionDay
-from services.retention.repository import Alert, TableStat
 from services.retention.retention import AlertNotFound, Retention
-from services.retention.storage import TableSize
+from services.retention.storage import Alert, TableSize
 from services.retention.stored_settings import InvalidSetting, SettingsUpdate, StoredSettings
 
 DEFAULT_RUNS_LIMIT = 10
