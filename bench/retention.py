@@ -40,7 +40,7 @@ from bench.write import cpu_model, memory_gib, run_and_report, server_dsn
 from oddstore import migrate
 from oddstore.db import create_pool
 from oddstore.history_partitions import partition_name
-from services.retention import repository as retention_repo
+from services.retention import partition_repository as retention_repo
 from services.retention.config import RetentionSettings
 from services.retention.partitions import day_start
 
@@ -281,7 +281,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
     lines += [f"| {' | '.join(r)} |" for r in table]
     notes = [
         "",
-        f"Notes: (a) calls `services.retention.repository.detach_and_drop` with the service's defaults (lock_timeout "
+        f"Notes: (a) calls `services.retention.partition_repository.detach_and_drop` with its defaults (lock_timeout "
         f"{LOCK_TIMEOUT:g} s, {LOCK_RETRIES} retries): `ALTER TABLE market_odds_history DETACH PARTITION … "
         "CONCURRENTLY`, then `DROP TABLE`, in autocommit. (b) the same rows in the old system's table shape (our "
         f"columns plus its surrogate `id`, `PRIMARY KEY (id, captured_at)`, monthly partitions: assumed from its "

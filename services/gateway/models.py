@@ -248,7 +248,7 @@ class TableSizeItem(CamelModel):
     table_name: str
     size_bytes: int = Field(description="heap + indexes + TOAST; a partitioned table includes its partitions")
     size_human: str
-    row_count: int = Field(description="estimate from the planner's statistics")
+    row_count: int = Field(description="live rows (pg_stat_user_tables.n_live_tup), summed over partitions")
 
 
 class StorageSizesResponse(CamelModel):

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import asyncpg
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from oddstore.convert import from_timestamp, to_timestamp
-from oddstore.db import TRANSIENT_ERRORS
+from oddstore.grpc_errors import StatusMapping
 from oddstore.v1 import query_pb2 as pb
 from oddstore.v1 import query_pb2_grpc
 from services.query import events, history, metrics
@@ -24,9 +22,6 @@ from services.query.history_cache import HistoryCache
 from services.query.history_repository import HistoryReader, UnknownBookmaker
 from services.query.odds import Odds
 
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 MODES = {
@@ -40,6 +35,16 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class NotFound(LookupError):
     pass
+
+
+_ERRORS = StatusMapping(
+    "query",
+    (
+        (InvalidQuery, grpc.StatusCode.INVALID_ARGUMENT),
+        (NotFound, grpc.StatusCode.NOT_FOUND),
+        (UnknownBookmaker, grpc.StatusCode.NOT_FOUND),
+    ),
+)
 
 
 def _now() -> datetime:
@@ -257,10 +262,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def ListEvents(
         self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEventsResponse:
-        return await _answer(context, "ListEvents", lambda: self._list_events(request))
+        return await _ERRORS.answer(context, "ListEvents", lambda: self._list_events(request))
 
     async def GetEvent(self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext) -> pb.EventDetail:
-        return await _answer(context, "GetEvent", lambda: self._get_event(request.event_id))
+        return await _ERRORS.answer(context, "GetEvent", lambda: self._get_event(request.event_id))
 
     async def CountAlerts(
         self, request: pb.CountAlertsRequest, context: grpc.aio.ServicerContext
@@ -281,7 +286,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 tournaments=[pb.Tournament(id=t.id, name=t.name, country=t.country) for t in found]
             )
 
-        return await _answer(context, "ListTournaments", work)
+        return await _ERRORS.answer(context, "ListTournaments", work)
 
     async def ListCountries(
         self, request: pb.ListCountriesRequest, context: grpc.aio.ServicerContext
@@ -294,7 +299,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 found = events.countries(self._cache.events.values(), now)
             return pb.ListCountriesResponse(countries=found)
 
-        return await _answer(context, "ListCountries", work)
+        return await _ERRORS.answer(context, "ListCountries", work)
 
     async def GetMarketHistory(
         self, request: pb.GetMarketHistoryRequest, context: grpc.aio.ServicerContext
@@ -317,7 +322,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 points=[point_to_pb(p) for p in h.points],
             )
 
-        return await _answer(context, "GetMarketHistory", work)
+        return await _ERRORS.answer(context, "GetMarketHistory", work)
 
     async def GetEventAt(self, request: pb.GetEventAtRequest, context: grpc.aio.ServicerContext) -> pb.EventAt:
         async def work() -> pb.EventAt:
@@ -337,7 +342,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 ],
             )
 
-        return await _answer(context, "GetEventAt", work)
+        return await _ERRORS.answer(context, "GetEventAt", work)
 
     async def GetTimeToKickoff(
         self, request: pb.GetTimeToKickoffRequest, context: grpc.aio.ServicerContext
@@ -374,7 +379,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 ],
             )
 
-        return await _answer(context, "GetTimeToKickoff", work)
+        return await _ERRORS.answer(context, "GetTimeToKickoff", work)
 
     async def GetTournamentMarginToKickoff(
         self, request: pb.GetTournamentMarginToKickoffRequest, context: grpc.aio.ServicerContext
@@ -405,7 +410,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 ],
             )
 
-        return await _answer(context, "GetTournamentMarginToKickoff", work)
+        return await _ERRORS.answer(context, "GetTournamentMarginToKickoff", work)
 
     async def _list_events(self, request: pb.ListEventsRequest) -> pb.ListEventsResponse:
         q = query_from_pb(request)
@@ -459,22 +464,3 @@ def _listing_mode(availability: int) -> Mode:
     if availability == pb.AVAILABILITY_COMPETITOR:
         return Mode.COMPETITOR
     raise InvalidQuery(f"availability: {availability} is not accepted here (betpawa or competitor only)")
-
-
-async def _answer(context: grpc.aio.ServicerContext, method: str, work: Callable[[], Awaitable[T]]) -> T:
-    """Runs one call, translating domain and database errors to status codes."""
-    try:
-        return await work()
-    except InvalidQuery as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    except (NotFound, UnknownBookmaker) as exc:
-        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc.args[0]) if exc.args else str(exc))
-    except TRANSIENT_ERRORS as exc:
-        logger.warning("%s: database unavailable: %s", method, exc)
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
-    except grpc.aio.AbortError:
-        raise
-    except Exception:
-        logger.exception("%s failed", method)
-        await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed; see the query service log")
-    raise AssertionError("context.abort raises")

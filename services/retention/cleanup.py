@@ -88,6 +88,22 @@ class RunResult:
     duration_seconds: float
 
 
+TableStat = tuple[int, datetime | None, datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class DataStats:
+    odds_snapshots: TableStat
+    competitor_odds_snapshots: TableStat
+    events: TableStat
+    competitor_events: TableStat
+    tournaments: TableStat
+    competitor_tournaments: TableStat
+    market_odds_history: TableStat
+    events_by_platform: list[tuple[str, int]]
+    competitor_events_by_source: list[tuple[str, int]]
+
+
 class CleanupInProgress(Exception):
     """Another run (in this or another process) holds the cleanup lock."""
 

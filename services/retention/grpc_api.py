@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import datetime
-from typing import NoReturn, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from oddstore.convert import to_timestamp
-from oddstore.db import TRANSIENT_ERRORS
+from oddstore.grpc_errors import StatusMapping
 from oddstore.v1 import retention_pb2 as pb
 from oddstore.v1 import retention_pb2_grpc
-from services.retention.cleanup import CleanupInProgress, Counts, Cutoffs, RunRecord
+from services.retention.cleanup import CleanupInProgress, Counts, Cutoffs, RunRecord, TableStat
 from services.retention.partitions import PartitionDay
-from services.retention.repository import Alert, TableStat
 from services.retention.retention import AlertNotFound, Retention
-from services.retention.storage import TableSize
+from services.retention.storage import Alert, TableSize
 from services.retention.stored_settings import InvalidSetting, SettingsUpdate, StoredSettings
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DEFAULT_RUNS_LIMIT = 10
 DEFAULT_SAMPLES_LIMIT = 30
@@ -43,28 +35,14 @@ _SETTING_FIELDS = (
     "max_concurrent_events",
 )
 
-
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("context.abort returned")  # grpc.aio's abort always raises
-
-
-async def _answer(context: grpc.aio.ServicerContext, what: str, call: Awaitable[T]) -> T:
-    """Awaits the domain call and maps its errors to status codes."""
-    try:
-        return await call
-    except InvalidSetting as exc:
-        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    except CleanupInProgress as exc:
-        await _abort(context, grpc.StatusCode.ABORTED, str(exc))
-    except AlertNotFound as exc:
-        await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
-    except TRANSIENT_ERRORS as exc:
-        logger.warning("%s: database unavailable: %s", what, exc)
-        await _abort(context, grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
-    except Exception:
-        logger.exception("%s failed", what)
-        await _abort(context, grpc.StatusCode.INTERNAL, f"{what} failed; see the retention service log")
+_ERRORS = StatusMapping(
+    "retention",
+    (
+        (InvalidSetting, grpc.StatusCode.INVALID_ARGUMENT),
+        (CleanupInProgress, grpc.StatusCode.ABORTED),
+        (AlertNotFound, grpc.StatusCode.NOT_FOUND),
+    ),
+)
 
 
 def _set_ts(field: Timestamp, value: datetime | None) -> None:
@@ -166,14 +144,16 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         self._retention = retention
 
     async def GetSettings(self, request: pb.GetSettingsRequest, context: grpc.aio.ServicerContext) -> pb.Settings:
-        return settings_to_pb(await _answer(context, "GetSettings", self._retention.get_settings()))
+        return settings_to_pb(await _ERRORS.answer(context, "GetSettings", self._retention.get_settings))
 
     async def UpdateSettings(self, request: pb.UpdateSettingsRequest, context: grpc.aio.ServicerContext) -> pb.Settings:
         update = update_from_pb(request)
-        return settings_to_pb(await _answer(context, "UpdateSettings", self._retention.update_settings(update)))
+        return settings_to_pb(
+            await _ERRORS.answer(context, "UpdateSettings", lambda: self._retention.update_settings(update))
+        )
 
     async def GetDataStats(self, request: pb.GetDataStatsRequest, context: grpc.aio.ServicerContext) -> pb.DataStats:
-        s = await _answer(context, "GetDataStats", self._retention.data_stats())
+        s = await _ERRORS.answer(context, "GetDataStats", self._retention.data_stats)
         return pb.DataStats(
             odds_snapshots=_table_stats(s.odds_snapshots),
             competitor_odds_snapshots=_table_stats(s.competitor_odds_snapshots),
@@ -191,12 +171,14 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
         )
 
     async def PreviewCleanup(self, request: pb.CleanupRequest, context: grpc.aio.ServicerContext) -> pb.CleanupCounts:
-        cutoffs, counts = await _answer(context, "PreviewCleanup", self._retention.preview(*_retention(request)))
+        cutoffs, counts = await _ERRORS.answer(
+            context, "PreviewCleanup", lambda: self._retention.preview(*_retention(request))
+        )
         return counts_to_pb(cutoffs, counts)
 
     async def RunCleanup(self, request: pb.CleanupRequest, context: grpc.aio.ServicerContext) -> pb.CleanupCounts:
         odds, match = _retention(request)
-        r = await _answer(context, "RunCleanup", self._retention.run_cleanup("manual", odds, match))
+        r = await _ERRORS.answer(context, "RunCleanup", lambda: self._retention.run_cleanup("manual", odds, match))
         return counts_to_pb(r.cutoffs, r.counts, r.duration_seconds, r.run_id)
 
     async def ListCleanupRuns(
@@ -206,12 +188,12 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
             runs, total = await self._retention.list_runs(_limit("limit", request.limit, DEFAULT_RUNS_LIMIT))
             return pb.CleanupRuns(runs=[run_to_pb(r) for r in runs], total=total)
 
-        return await _answer(context, "ListCleanupRuns", call())
+        return await _ERRORS.answer(context, "ListCleanupRuns", call)
 
     async def GetStorageSizes(
         self, request: pb.GetStorageSizesRequest, context: grpc.aio.ServicerContext
     ) -> pb.StorageSizes:
-        s = await _answer(context, "GetStorageSizes", self._retention.storage_sizes())
+        s = await _ERRORS.answer(context, "GetStorageSizes", self._retention.storage_sizes)
         return pb.StorageSizes(
             tables=[_table_size(t) for t in s.tables],
             total_bytes=s.total_bytes,
@@ -237,21 +219,25 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
                 total=total,
             )
 
-        return await _answer(context, "ListStorageSamples", call())
+        return await _ERRORS.answer(context, "ListStorageSamples", call)
 
     async def ListStorageAlerts(
         self, request: pb.ListStorageAlertsRequest, context: grpc.aio.ServicerContext
     ) -> pb.StorageAlerts:
-        alerts = await _answer(context, "ListStorageAlerts", self._retention.open_alerts())
+        alerts = await _ERRORS.answer(context, "ListStorageAlerts", self._retention.open_alerts)
         return pb.StorageAlerts(alerts=[_alert(a) for a in alerts])
 
     async def ResolveStorageAlert(
         self, request: pb.ResolveStorageAlertRequest, context: grpc.aio.ServicerContext
     ) -> pb.StorageAlert:
-        return _alert(await _answer(context, "ResolveStorageAlert", self._retention.resolve_alert(request.alert_id)))
+        return _alert(
+            await _ERRORS.answer(
+                context, "ResolveStorageAlert", lambda: self._retention.resolve_alert(request.alert_id)
+            )
+        )
 
     async def GetPartitions(self, request: pb.GetPartitionsRequest, context: grpc.aio.ServicerContext) -> pb.Partitions:
-        parts, ahead = await _answer(context, "GetPartitions", self._retention.partitions())
+        parts, ahead = await _ERRORS.answer(context, "GetPartitions", self._retention.partitions)
         out = []
         for p in parts:
             msg = pb.Partition(name=p.name, size_bytes=p.size_bytes)

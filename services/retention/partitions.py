@@ -31,6 +31,14 @@ class PartitionDay:
         return day_start(self.day + timedelta(days=1))
 
 
+@dataclass(frozen=True, slots=True)
+class AttachedPartition:
+    name: str
+    day: date | None  # None: not a name this service makes; never dropped
+    size_bytes: int
+    detach_pending: bool
+
+
 def day_start(day: date) -> datetime:
     """UTC midnight of a day: the partition boundaries."""
     return datetime.combine(day, time(), UTC)

@@ -12,8 +12,12 @@ from datetime import UTC, date, datetime
 import asyncpg
 
 from oddstore.history_partitions import ensure_partition
+from services.retention import cleanup_repository as cleanup_repo
 from services.retention import metrics
-from services.retention import repository as repo
+from services.retention import partition_repository as partition_repo
+from services.retention import run_repository as run_repo
+from services.retention import settings_repository as settings_repo
+from services.retention import storage_repository as storage_repo
 from services.retention.cleanup import (
     INTERRUPTED,
     MANUAL,
@@ -21,13 +25,15 @@ from services.retention.cleanup import (
     CleanupInProgress,
     Counts,
     Cutoffs,
+    DataStats,
     RunRecord,
     RunResult,
 )
 from services.retention.config import RetentionSettings
+from services.retention.naive_utc import naive
 from services.retention.partitions import PartitionDay, days_ahead, expired_days, missing_days
 from services.retention.schedule import due_slot
-from services.retention.storage import SAMPLES_KEPT, TableSize, growth_alert, sample_due, size_alert
+from services.retention.storage import SAMPLES_KEPT, Alert, Sample, TableSize, growth_alert, sample_due, size_alert
 from services.retention.stored_settings import (
     RETENTION_RANGE,
     InvalidSetting,
@@ -94,7 +100,7 @@ class Retention:
         """Creates the missing daily partitions from today to the horizon; returns the days ahead."""
         now = self.now()
         async with self._pool.acquire() as conn:
-            attached = await repo.list_partitions(conn)
+            attached = await partition_repo.list_partitions(conn)
         existing = {p.day for p in attached if p.day is not None and not p.detach_pending}
         try:
             for day in missing_days(now, self._settings.horizon_days, existing):
@@ -113,7 +119,7 @@ class Retention:
 
     async def partitions(self) -> tuple[list[PartitionInfo], int]:
         async with self._pool.acquire() as conn:
-            attached = await repo.list_partitions(conn)
+            attached = await partition_repo.list_partitions(conn)
         live = [p for p in attached if not p.detach_pending]
         ahead = days_ahead(self.now(), [p.day for p in live if p.day is not None])
         return [PartitionInfo(p.name, p.day, p.size_bytes) for p in live], ahead
@@ -121,10 +127,10 @@ class Retention:
     # --- settings ---------------------------------------------------------------------------------------------
 
     async def get_settings(self) -> StoredSettings:
-        return await repo.get_settings(self._pool)
+        return await settings_repo.get_settings(self._pool)
 
     async def update_settings(self, update: SettingsUpdate) -> StoredSettings:
-        return await repo.update_settings(self._pool, validated(update), self.now())
+        return await settings_repo.update_settings(self._pool, validated(update), self.now())
 
     async def _cutoffs(self, odds_days: int | None, match_days: int | None, now: datetime) -> Cutoffs:
         low, high = RETENTION_RANGE
@@ -132,7 +138,7 @@ class Retention:
             if value is not None and not low <= value <= high:
                 raise InvalidSetting(name, f"must be between {low} and {high}, got {value}")
         if odds_days is None or match_days is None:
-            stored = await repo.get_settings(self._pool)
+            stored = await settings_repo.get_settings(self._pool)
             odds_days = stored.odds_retention_days if odds_days is None else odds_days
             match_days = stored.match_retention_days if match_days is None else match_days
         return Cutoffs(now, odds_days, match_days)
@@ -144,25 +150,25 @@ class Retention:
         cutoffs = await self._cutoffs(odds_days, match_days, self.now())
         counts = Counts()
         async with self._pool.acquire() as conn:
-            attached = await repo.list_partitions(conn)
+            attached = await partition_repo.list_partitions(conn)
             for day in expired_days([p.day for p in attached if p.day is not None], cutoffs.odds):
-                rows, oldest = await repo.partition_contents(conn, day)
+                rows, oldest = await partition_repo.partition_contents(conn, day)
                 counts.market_odds_history += rows
                 counts.history_partitions += 1
                 counts.saw_odds(oldest)
-            await repo.preview_rows(conn, cutoffs.odds, cutoffs.match, counts)
+            await cleanup_repo.preview_rows(conn, cutoffs.odds, cutoffs.match, counts)
         return cutoffs, counts
 
     async def recover_interrupted(self) -> list[int]:
         """Marks failed the runs a crashed process left "running". Only done while holding the cleanup lock,
         so a run in progress in another process is never touched."""
         async with self._pool.acquire() as conn:
-            if not await repo.try_cleanup_lock(conn):
+            if not await run_repo.try_cleanup_lock(conn):
                 return []
             try:
-                ids = await repo.mark_interrupted(conn, self.now(), INTERRUPTED)
+                ids = await run_repo.mark_interrupted(conn, self.now(), INTERRUPTED)
             finally:
-                await repo.release_cleanup_lock(conn)
+                await run_repo.release_cleanup_lock(conn)
         for run_id in ids:
             logger.warning("cleanup run %d was left running by a stopped process: marked failed", run_id)
         return ids
@@ -174,21 +180,21 @@ class Retention:
         cutoffs = await self._cutoffs(odds_days, match_days, self.now())
         conn: asyncpg.Connection = await self._pool.acquire()
         try:
-            if not await repo.try_cleanup_lock(conn):
-                running = await repo.running_run(self._pool)
+            if not await run_repo.try_cleanup_lock(conn):
+                running = await run_repo.running_run(self._pool)
                 raise CleanupInProgress(*(running or (None, None)))
             try:
                 return await self._locked_run(conn, trigger, cutoffs)
             finally:
                 try:
-                    await repo.release_cleanup_lock(conn)
+                    await run_repo.release_cleanup_lock(conn)
                 except Exception:  # a dead connection has released its session lock already
                     logger.debug("cleanup lock release failed", exc_info=True)
         finally:
             await self._pool.release(conn)
 
     async def _locked_run(self, conn: asyncpg.Connection, trigger: str, cutoffs: Cutoffs) -> RunResult:
-        run_id = await repo.insert_run(
+        run_id = await run_repo.insert_run(
             conn, cutoffs.now, trigger, cutoffs.odds_retention_days, cutoffs.match_retention_days
         )
         logger.info(
@@ -208,12 +214,12 @@ class Retention:
             logger.exception("cleanup run %d failed after %.1fs", run_id, duration)
             try:
                 # On the pool, not `conn`: the run's connection may be what failed.
-                await repo.finish_run(self._pool, run_id, self.now(), "failed", message, duration, counts)
+                await run_repo.finish_run(self._pool, run_id, self.now(), "failed", message, duration, counts)
             except Exception:
                 logger.exception("cleanup run %d: could not record the failure", run_id)
             raise
         duration = time.perf_counter() - started
-        await repo.finish_run(conn, run_id, self.now(), "completed", None, duration, counts)
+        await run_repo.finish_run(conn, run_id, self.now(), "completed", None, duration, counts)
         metrics.RUNS.labels(trigger, "completed").inc()
         metrics.RUN_SECONDS.observe(duration)
         for table in (
@@ -233,28 +239,30 @@ class Retention:
     async def _clean(self, conn: asyncpg.Connection, cutoffs: Cutoffs, counts: Counts) -> None:
         batch = self._settings.delete_batch
         await self._drop_expired_partitions(conn, cutoffs.odds, counts)
-        n, oldest = await repo.delete_snapshots(conn, repo.OLD_ODDS_SNAPSHOTS, cutoffs.odds, batch, competitor=False)
+        n, oldest = await cleanup_repo.delete_snapshots(
+            conn, cleanup_repo.OLD_ODDS_SNAPSHOTS, cutoffs.odds, batch, competitor=False
+        )
         counts.odds_snapshots += n
         counts.saw_odds(oldest)
-        n, oldest = await repo.delete_snapshots(
-            conn, repo.OLD_COMPETITOR_SNAPSHOTS, repo.naive(cutoffs.odds), batch, competitor=True
+        n, oldest = await cleanup_repo.delete_snapshots(
+            conn, cleanup_repo.OLD_COMPETITOR_SNAPSHOTS, naive(cutoffs.odds), batch, competitor=True
         )
         counts.competitor_odds_snapshots += n
         counts.saw_odds(oldest)
-        await repo.delete_expired_events(conn, cutoffs.match, batch, counts)
-        await repo.delete_expired_competitor_events(conn, cutoffs.match, batch, counts)
-        await repo.delete_empty_tournaments(conn, cutoffs.match, batch, counts)
+        await cleanup_repo.delete_expired_events(conn, cutoffs.match, batch, counts)
+        await cleanup_repo.delete_expired_competitor_events(conn, cutoffs.match, batch, counts)
+        await cleanup_repo.delete_empty_tournaments(conn, cutoffs.match, batch, counts)
 
     async def _drop_expired_partitions(self, conn: asyncpg.Connection, cutoff: datetime, counts: Counts) -> None:
-        for day in await repo.detached_leftovers(conn):
+        for day in await partition_repo.detached_leftovers(conn):
             # Detached by a run that stopped before its DROP: no longer part of history, so not counted again.
-            if PartitionDay(day).end <= cutoff and await repo.drop_detached_leftover(conn, day):
+            if PartitionDay(day).end <= cutoff and await partition_repo.drop_detached_leftover(conn, day):
                 logger.info("dropped %s, detached by an earlier run", PartitionDay(day).name)
-        attached = await repo.list_partitions(conn)
+        attached = await partition_repo.list_partitions(conn)
         pending = {p.day for p in attached if p.detach_pending}
         for day in expired_days([p.day for p in attached if p.day is not None], cutoff):
-            rows, oldest = await repo.partition_contents(conn, day)
-            dropped = await repo.detach_and_drop(
+            rows, oldest = await partition_repo.partition_contents(conn, day)
+            dropped = await partition_repo.detach_and_drop(
                 conn, day, day in pending, self._settings.lock_timeout, self._settings.lock_retries
             )
             if not dropped:
@@ -268,7 +276,7 @@ class Retention:
             logger.info("dropped history partition %s (%d rows)", PartitionDay(day).name, rows)
 
     async def list_runs(self, limit: int) -> tuple[list[RunRecord], int]:
-        return await repo.list_runs(self._pool, limit)
+        return await run_repo.list_runs(self._pool, limit)
 
     # --- the periodic tick ------------------------------------------------------------------------------------
 
@@ -276,8 +284,8 @@ class Retention:
         """A scheduled run when a slot of the cadence has passed without one. Settings are read here, each
         time, so a new frequency or retention applies from the next tick."""
         now = self.now()
-        stored = await repo.get_settings(self._pool)
-        slot = due_slot(now, stored.cleanup_frequency_hours, await repo.last_scheduled_start(self._pool))
+        stored = await settings_repo.get_settings(self._pool)
+        slot = due_slot(now, stored.cleanup_frequency_hours, await run_repo.last_scheduled_start(self._pool))
         if slot is None:
             return None
         logger.info("scheduled cleanup for %s", slot.isoformat())
@@ -290,27 +298,27 @@ class Retention:
     async def sample_storage_if_due(self) -> int | None:
         """The day's storage sample (one per UTC day, the newest SAMPLES_KEPT kept) and its growth alert."""
         now = self.now()
-        last = await repo.last_sample(self._pool)
+        last = await storage_repo.last_sample(self._pool)
         if not sample_due(now, last[0] if last else None):
             return None
-        sizes = await repo.table_sizes(self._pool)
-        total, _ = await repo.database_size(self._pool)
+        sizes = await storage_repo.table_sizes(self._pool)
+        total, _ = await storage_repo.database_size(self._pool)
         async with self._pool.acquire() as conn:
-            sample_id = await repo.insert_sample(
+            sample_id = await storage_repo.insert_sample(
                 conn, now, total, {t.table_name: t.size_bytes for t in sizes}, SAMPLES_KEPT
             )
             alert = growth_alert(last[1] if last else None, total, self._settings.growth_warning_percent)
             if alert is not None:
-                await repo.insert_alert(conn, now, alert)
+                await storage_repo.insert_alert(conn, now, alert)
                 logger.warning("storage: %s", alert.message)
         return sample_id
 
     async def check_size(self) -> None:
-        total, _ = await repo.database_size(self._pool)
+        total, _ = await storage_repo.database_size(self._pool)
         metrics.DATABASE_BYTES.set(total)
-        alert = size_alert(total, self._settings.size_critical_bytes, await repo.critical_open(self._pool))
+        alert = size_alert(total, self._settings.size_critical_bytes, await storage_repo.critical_open(self._pool))
         if alert is not None:
-            await repo.insert_alert(self._pool, self.now(), alert)
+            await storage_repo.insert_alert(self._pool, self.now(), alert)
             logger.error("storage: %s", alert.message)
 
     async def tick(self) -> None:
@@ -339,21 +347,21 @@ class Retention:
 
     async def storage_sizes(self) -> StorageReport:
         async with self._pool.acquire() as conn:
-            tables = await repo.table_sizes(conn)
-            total, human = await repo.database_size(conn)
+            tables = await storage_repo.table_sizes(conn)
+            total, human = await storage_repo.database_size(conn)
         return StorageReport(tables, total, human, self.now())
 
-    async def list_samples(self, limit: int) -> tuple[list[repo.Sample], int]:
-        return await repo.list_samples(self._pool, limit)
+    async def list_samples(self, limit: int) -> tuple[list[Sample], int]:
+        return await storage_repo.list_samples(self._pool, limit)
 
-    async def open_alerts(self) -> list[repo.Alert]:
-        return await repo.open_alerts(self._pool)
+    async def open_alerts(self) -> list[Alert]:
+        return await storage_repo.open_alerts(self._pool)
 
-    async def resolve_alert(self, alert_id: int) -> repo.Alert:
-        alert = await repo.resolve_alert(self._pool, alert_id, self.now())
+    async def resolve_alert(self, alert_id: int) -> Alert:
+        alert = await storage_repo.resolve_alert(self._pool, alert_id, self.now())
         if alert is None:
             raise AlertNotFound(alert_id)
         return alert
 
-    async def data_stats(self) -> repo.DataStats:
-        return await repo.data_stats(self._pool)
+    async def data_stats(self) -> DataStats:
+        return await cleanup_repo.data_stats(self._pool)

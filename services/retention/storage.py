@@ -28,6 +28,26 @@ class NewAlert:
     growth_percent: float
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    id: int
+    sampled_at: datetime
+    total_bytes: int
+    table_sizes: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    created_at: datetime
+    alert_type: str
+    message: str
+    current_bytes: int
+    previous_bytes: int
+    growth_percent: float
+    resolved_at: datetime | None
+
+
 def gigabytes(n: int) -> str:
     return f"{n / 1024**3:.2f} GB"
 

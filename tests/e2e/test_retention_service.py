@@ -16,7 +16,7 @@ from oddstore.v1 import retention_pb2_grpc
 from services.retention import bootstrap
 from services.retention.cleanup import INTERRUPTED
 from services.retention.config import RetentionSettings
-from services.retention.repository import CLEANUP_LOCK_KEY
+from services.retention.run_repository import CLEANUP_LOCK_KEY
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, snapshot, write
 

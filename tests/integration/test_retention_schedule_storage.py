@@ -128,7 +128,43 @@ async def test_storage_sizes_roll_partitions_up_under_their_parent(pool: asyncpg
     assert [t.size_bytes for t in report.tables] == sorted((t.size_bytes for t in report.tables), reverse=True)
     assert report.total_bytes >= sum(t.size_bytes for t in report.tables)
     assert report.total_human.endswith(("kB", "MB", "GB"))
-    assert by_name["bookmakers"].row_count == 3  # an estimate, exact once analysed
+    assert by_name["bookmakers"].row_count == 3  # the live count, analysed or not
+
+
+async def test_row_counts_are_live_figures_on_tables_never_analysed_summed_over_partitions(pool: asyncpg.Pool) -> None:
+    clock = FakeClock(datetime(2031, 8, 1, 12, tzinfo=UTC))
+    retention = Retention(pool, RetentionSettings(horizon_days=2), clock)
+    await retention.ensure_partitions()
+    today, tomorrow = "market_odds_history_p20310801", "market_odds_history_p20310802"
+    history = (
+        "INSERT INTO market_odds_history (event_id, captured_at, available, bookmaker_slug, market_id, outcomes)"
+        " SELECT i, $1, true, 'betpawa', 'm', '\\x00'::bytea FROM generate_series(1, $2) i"
+    )
+    async with pool.acquire() as conn:
+        # One transaction that ends by asking for its statistics to be flushed at commit: PostgreSQL otherwise
+        # holds a session's counters back for up to a second, and the figures read below would depend on timing.
+        async with conn.transaction():
+            await conn.execute(history, clock.now, 5)
+            await conn.execute(history, clock.now + timedelta(days=1), 3)
+            await conn.execute(f"DELETE FROM {today} WHERE event_id = 1")  # live rows, not rows ever inserted
+            await conn.execute(
+                "INSERT INTO latest_snapshots (event_id, bookmaker_slug, captured_at)"
+                " SELECT i, 'betpawa', $1 FROM generate_series(1, 4) i",
+                clock.now,
+            )
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+    # Never analysed (fewer rows than autovacuum's analyse threshold of 50, were it on): no planner estimate.
+    never_analysed = await pool.fetchval(
+        "SELECT bool_and(reltuples < 0) FROM pg_class WHERE relname = ANY($1::text[])",
+        [today, tomorrow, "latest_snapshots"],
+    )
+    assert never_analysed
+
+    by_name = {t.table_name: t for t in (await retention.storage_sizes()).tables}
+    partitions = {p.table_name: p.row_count for p in by_name["market_odds_history"].partitions}
+    assert partitions == {today: 4, tomorrow: 3, "market_odds_history_p20310803": 0}
+    assert by_name["market_odds_history"].row_count == 7
+    assert by_name["latest_snapshots"].row_count == 4
 
 
 async def test_one_sample_per_utc_day_growth_and_size_alerts_and_resolve(pool: asyncpg.Pool) -> None:

@@ -1,0 +1,245 @@
+"""SQL of cleanup: batched deletes of expired rows, their preview and the data statistics of the cleanup page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.retention.cleanup import Counts, DataStats, TableStat
+from services.retention.naive_utc import aware, naive
+
+logger = logging.getLogger(__name__)
+
+# --- cleanup: batched deletes, each batch its own transaction ------------------------------------------------
+
+# The snapshots' market rows go first, a batch at a time (market_odds has no foreign key; for the competitor
+# tables the ON DELETE CASCADE would otherwise delete an unbounded number of rows in one statement).
+DELETE_MARKET_ODDS = """
+DELETE FROM market_odds WHERE id = ANY(ARRAY(
+    SELECT id FROM market_odds WHERE snapshot_id = ANY($1::bigint[]) LIMIT $2))
+"""
+DELETE_COMPETITOR_MARKET_ODDS = """
+DELETE FROM competitor_market_odds WHERE id = ANY(ARRAY(
+    SELECT id FROM competitor_market_odds WHERE snapshot_id = ANY($1::bigint[]) LIMIT $2))
+"""
+DELETE_ODDS_SNAPSHOTS = "DELETE FROM odds_snapshots WHERE id = ANY($1::bigint[]) RETURNING captured_at"
+DELETE_COMPETITOR_SNAPSHOTS = "DELETE FROM competitor_odds_snapshots WHERE id = ANY($1::bigint[]) RETURNING captured_at"
+
+OLD_ODDS_SNAPSHOTS = "SELECT id FROM odds_snapshots WHERE captured_at < $1 LIMIT $2"
+OLD_COMPETITOR_SNAPSHOTS = "SELECT id FROM competitor_odds_snapshots WHERE captured_at < $1::timestamp LIMIT $2"
+EVENT_ODDS_SNAPSHOTS = "SELECT id FROM odds_snapshots WHERE event_id = ANY($1::int[]) LIMIT $2"
+EVENT_COMPETITOR_SNAPSHOTS = (
+    "SELECT id FROM competitor_odds_snapshots WHERE competitor_event_id = ANY($1::int[]) LIMIT $2"
+)
+
+EXPIRED_EVENTS = "SELECT id FROM events WHERE kickoff < $1 ORDER BY id LIMIT $2"
+EXPIRED_COMPETITOR_EVENTS = "SELECT id FROM competitor_events WHERE kickoff < $1::timestamp ORDER BY id LIMIT $2"
+
+# ctid batches: market_odds_current has no single-column key, and a row a writer moved meanwhile is simply
+# found again by the next batch.
+DELETE_CURRENT = """
+DELETE FROM market_odds_current WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM market_odds_current WHERE event_id = ANY($1::bigint[]) LIMIT $2))
+"""
+DELETE_LATEST = "DELETE FROM latest_snapshots WHERE event_id = ANY($1::bigint[])"
+DELETE_EVENT_BOOKMAKERS = "DELETE FROM event_bookmakers WHERE event_id = ANY($1::int[])"
+DELETE_EVENTS = "DELETE FROM events WHERE id = ANY($1::int[]) RETURNING kickoff"
+DELETE_COMPETITOR_EVENTS = "DELETE FROM competitor_events WHERE id = ANY($1::int[]) RETURNING kickoff"
+
+# A tournament created after the match cutoff is spared even without events: the writer creates a tournament
+# just before its first event, and deleting it in between would lose that event.
+DELETE_EMPTY_TOURNAMENTS = """
+DELETE FROM tournaments WHERE id = ANY(ARRAY(
+    SELECT t.id FROM tournaments t
+    WHERE t.created_at < $1::timestamp AND NOT EXISTS (SELECT 1 FROM events e WHERE e.tournament_id = t.id)
+    LIMIT $2))
+"""
+DELETE_EMPTY_COMPETITOR_TOURNAMENTS = """
+DELETE FROM competitor_tournaments WHERE id = ANY(ARRAY(
+    SELECT t.id FROM competitor_tournaments t
+    WHERE t.created_at < $1::timestamp
+      AND NOT EXISTS (SELECT 1 FROM competitor_events e WHERE e.tournament_id = t.id)
+    LIMIT $2))
+"""
+
+
+def _deleted(status: str) -> int:
+    """Row count of a DELETE command tag ("DELETE 42")."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def delete_in_batches(conn: asyncpg.Connection, sql: str, args: Sequence[Any], batch: int) -> int:
+    """Repeats a DELETE of at most `batch` rows until nothing is left; each statement commits on its own."""
+    total = 0
+    while True:
+        n = _deleted(await conn.execute(sql, *args, batch))
+        total += n
+        if n == 0:
+            return total
+
+
+async def delete_snapshots(
+    conn: asyncpg.Connection, select_sql: str, select_arg: Any, batch: int, *, competitor: bool
+) -> tuple[int, datetime | None]:
+    """Deletes snapshots chosen by `select_sql` (and their markets first), one batch per transaction.
+    Returns how many snapshots went and the oldest capture time among them."""
+    children = DELETE_COMPETITOR_MARKET_ODDS if competitor else DELETE_MARKET_ODDS
+    parents = DELETE_COMPETITOR_SNAPSHOTS if competitor else DELETE_ODDS_SNAPSHOTS
+    total, oldest = 0, None
+    while True:
+        ids = [r[0] for r in await conn.fetch(select_sql, select_arg, batch)]
+        if not ids:
+            return total, oldest
+        await delete_in_batches(conn, children, (ids,), batch)
+        times = [aware(r[0]) for r in await conn.fetch(parents, ids)]
+        total += len(times)
+        for t in times:
+            if t is not None and (oldest is None or t < oldest):
+                oldest = t
+
+
+async def delete_expired_events(conn: asyncpg.Connection, match_cutoff: datetime, batch: int, counts: Counts) -> None:
+    """Events with a kickoff before the cutoff, with everything hanging off them: current state (never pruned
+    by the old system), latest snapshot times, legacy snapshots (odds_snapshots references events without a
+    cascade), bookmaker links."""
+    while True:
+        ids = [r[0] for r in await conn.fetch(EXPIRED_EVENTS, match_cutoff, batch)]
+        if not ids:
+            return
+        counts.market_odds_current += await delete_in_batches(conn, DELETE_CURRENT, (ids,), batch)
+        n, oldest = await delete_snapshots(conn, EVENT_ODDS_SNAPSHOTS, ids, batch, competitor=False)
+        counts.odds_snapshots += n
+        counts.saw_odds(oldest)
+        async with conn.transaction():
+            await conn.execute(DELETE_LATEST, ids)
+            await conn.execute(DELETE_EVENT_BOOKMAKERS, ids)
+            kickoffs = [aware(r[0]) for r in await conn.fetch(DELETE_EVENTS, ids)]
+        counts.events += len(kickoffs)
+        for k in kickoffs:
+            counts.saw_match(k)
+
+
+async def delete_expired_competitor_events(
+    conn: asyncpg.Connection, match_cutoff: datetime, batch: int, counts: Counts
+) -> None:
+    while True:
+        ids = [r[0] for r in await conn.fetch(EXPIRED_COMPETITOR_EVENTS, naive(match_cutoff), batch)]
+        if not ids:
+            return
+        n, oldest = await delete_snapshots(conn, EVENT_COMPETITOR_SNAPSHOTS, ids, batch, competitor=True)
+        counts.competitor_odds_snapshots += n
+        counts.saw_odds(oldest)
+        kickoffs = [aware(r[0]) for r in await conn.fetch(DELETE_COMPETITOR_EVENTS, ids)]
+        counts.competitor_events += len(kickoffs)
+        for k in kickoffs:
+            counts.saw_match(k)
+
+
+async def delete_empty_tournaments(
+    conn: asyncpg.Connection, match_cutoff: datetime, batch: int, counts: Counts
+) -> None:
+    cutoff = naive(match_cutoff)
+    try:
+        counts.tournaments += await delete_in_batches(conn, DELETE_EMPTY_TOURNAMENTS, (cutoff,), batch)
+        counts.competitor_tournaments += await delete_in_batches(
+            conn, DELETE_EMPTY_COMPETITOR_TOURNAMENTS, (cutoff,), batch
+        )
+    except asyncpg.exceptions.ForeignKeyViolationError as exc:
+        # An event arrived for the tournament while it was being deleted: it is not empty any more.
+        logger.info("tournament cleanup stopped early, a tournament got a new event: %s", exc)
+
+
+# --- preview: the same selections, counted --------------------------------------------------------------------
+
+PREVIEW_ODDS_SNAPSHOTS = """
+SELECT count(*), min(captured_at) FROM odds_snapshots
+WHERE captured_at < $1 OR event_id IN (SELECT id FROM events WHERE kickoff < $2)
+"""
+PREVIEW_COMPETITOR_SNAPSHOTS = """
+SELECT count(*), min(captured_at) FROM competitor_odds_snapshots
+WHERE captured_at < $1::timestamp
+   OR competitor_event_id IN (SELECT id FROM competitor_events WHERE kickoff < $2::timestamp)
+"""
+PREVIEW_CURRENT = """
+SELECT count(*) FROM market_odds_current c WHERE c.event_id IN (SELECT id FROM events WHERE kickoff < $1)
+"""
+PREVIEW_EVENTS = "SELECT count(*), min(kickoff) FROM events WHERE kickoff < $1"
+PREVIEW_COMPETITOR_EVENTS = "SELECT count(*), min(kickoff) FROM competitor_events WHERE kickoff < $1::timestamp"
+PREVIEW_TOURNAMENTS = """
+SELECT count(*) FROM tournaments t
+WHERE t.created_at < $1::timestamp
+  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.tournament_id = t.id AND e.kickoff >= $2)
+"""
+PREVIEW_COMPETITOR_TOURNAMENTS = """
+SELECT count(*) FROM competitor_tournaments t
+WHERE t.created_at < $1::timestamp
+  AND NOT EXISTS (SELECT 1 FROM competitor_events e WHERE e.tournament_id = t.id AND e.kickoff >= $1::timestamp)
+"""
+
+
+async def preview_rows(conn: asyncpg.Connection, odds_cutoff: datetime, match_cutoff: datetime, counts: Counts) -> None:
+    """Fills the counts of everything but history partitions, in one snapshot so the numbers agree."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(PREVIEW_ODDS_SNAPSHOTS, odds_cutoff, match_cutoff)
+        counts.odds_snapshots, oldest = int(row[0]), aware(row[1])
+        counts.saw_odds(oldest)
+        row = await conn.fetchrow(PREVIEW_COMPETITOR_SNAPSHOTS, naive(odds_cutoff), naive(match_cutoff))
+        counts.competitor_odds_snapshots = int(row[0])
+        counts.saw_odds(aware(row[1]))
+        counts.market_odds_current = int(await conn.fetchval(PREVIEW_CURRENT, match_cutoff))
+        row = await conn.fetchrow(PREVIEW_EVENTS, match_cutoff)
+        counts.events = int(row[0])
+        counts.saw_match(aware(row[1]))
+        row = await conn.fetchrow(PREVIEW_COMPETITOR_EVENTS, naive(match_cutoff))
+        counts.competitor_events = int(row[0])
+        counts.saw_match(aware(row[1]))
+        counts.tournaments = int(await conn.fetchval(PREVIEW_TOURNAMENTS, naive(match_cutoff), match_cutoff))
+        counts.competitor_tournaments = int(await conn.fetchval(PREVIEW_COMPETITOR_TOURNAMENTS, naive(match_cutoff)))
+
+
+# --- data statistics ------------------------------------------------------------------------------------------
+
+DATA_STATS = """
+SELECT
+    (SELECT row(count(*), min(captured_at), max(captured_at)) FROM odds_snapshots),
+    (SELECT row(count(*), min(captured_at), max(captured_at)) FROM competitor_odds_snapshots),
+    (SELECT row(count(*), min(kickoff), max(kickoff)) FROM events),
+    (SELECT row(count(*), min(kickoff), max(kickoff)) FROM competitor_events),
+    (SELECT count(*) FROM tournaments),
+    (SELECT count(*) FROM competitor_tournaments),
+    (SELECT row(count(*), min(captured_at), max(captured_at)) FROM market_odds_history)
+"""
+EVENTS_BY_PLATFORM = """
+SELECT 'bookmaker_' || bookmaker_id, count(DISTINCT event_id) FROM event_bookmakers
+GROUP BY bookmaker_id ORDER BY bookmaker_id
+"""
+COMPETITOR_EVENTS_BY_SOURCE = "SELECT source, count(*) FROM competitor_events GROUP BY source ORDER BY source"
+
+
+def _stat(value: Any) -> TableStat:
+    count, oldest, newest = value
+    return int(count), aware(oldest), aware(newest)
+
+
+async def data_stats(pool: asyncpg.Pool) -> DataStats:
+    # One snapshot: the figures describe the same moment. Counting history scans it: acceptable for a
+    # dialog opened by hand (about a second per ten million rows).
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        r = await conn.fetchrow(DATA_STATS)
+        by_platform = [(x[0], int(x[1])) for x in await conn.fetch(EVENTS_BY_PLATFORM)]
+        by_source = [(x[0], int(x[1])) for x in await conn.fetch(COMPETITOR_EVENTS_BY_SOURCE)]
+    return DataStats(
+        odds_snapshots=_stat(r[0]),
+        competitor_odds_snapshots=_stat(r[1]),
+        events=_stat(r[2]),
+        competitor_events=_stat(r[3]),
+        tournaments=(int(r[4]), None, None),
+        competitor_tournaments=(int(r[5]), None, None),
+        market_odds_history=_stat(r[6]),
+        events_by_platform=by_platform,
+        competitor_events_by_source=by_source,
+    )

@@ -1,0 +1,100 @@
+"""SQL of history partition upkeep: listing, counting, detaching and dropping market_odds_history partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, datetime
+
+import asyncpg
+
+from oddstore.history_partitions import partition_name
+from services.retention.naive_utc import aware
+from services.retention.partitions import AttachedPartition, parse_name
+
+logger = logging.getLogger(__name__)
+
+LIST_PARTITIONS = """
+SELECT c.relname, i.inhdetachpending, pg_total_relation_size(c.oid)
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'market_odds_history'::regclass
+ORDER BY c.relname
+"""
+
+
+async def list_partitions(conn: asyncpg.Connection) -> list[AttachedPartition]:
+    rows = await conn.fetch(LIST_PARTITIONS)
+    return [AttachedPartition(r[0], parse_name(r[0]), r[2], r[1]) for r in rows]
+
+
+async def partition_contents(conn: asyncpg.Connection, day: date) -> tuple[int, datetime | None]:
+    """Rows and oldest capture time of a day's partition (the name comes from a date, never from input)."""
+    row = await conn.fetchrow(f"SELECT count(*), min(captured_at) FROM {partition_name(day)}")
+    return int(row[0]), aware(row[1])
+
+
+async def detach_and_drop(
+    conn: asyncpg.Connection, day: date, pending: bool, lock_timeout: float, retries: int
+) -> bool:
+    """Detaches a day's partition without blocking writers, then drops it. Returns False when the locks stayed
+    busy through every retry (the partition is left for the next run; a half-done detach is finished then).
+
+    DETACH ... CONCURRENTLY takes only SHARE UPDATE EXCLUSIVE on the parent, which inserts do not conflict
+    with, and must run outside a transaction block: `conn` is used in autocommit. An interrupted one leaves
+    the partition "detach pending", which only DETACH ... FINALIZE completes. The lock timeout bounds how long
+    the queued lock request can make other sessions wait behind it.
+    """
+    name = partition_name(day)
+    await conn.execute(f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'")
+    try:
+        for attempt in range(retries):
+            try:
+                if pending:
+                    await conn.execute(f"ALTER TABLE market_odds_history DETACH PARTITION {name} FINALIZE")
+                else:
+                    await conn.execute(f"ALTER TABLE market_odds_history DETACH PARTITION {name} CONCURRENTLY")
+                pending = False
+                await conn.execute(f"DROP TABLE {name}")
+                return True
+            except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError) as exc:
+                # A timeout in the second phase of a concurrent detach leaves it pending.
+                pending = pending or await _detach_pending(conn, name)
+                logger.warning("partition %s: lock busy (%s), retry %d of %d", name, exc, attempt + 1, retries)
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+            except asyncpg.exceptions.UndefinedTableError:
+                return True  # dropped by another process between listing and dropping
+        return False
+    finally:
+        await conn.execute("RESET lock_timeout")
+
+
+async def _detach_pending(conn: asyncpg.Connection, name: str) -> bool:
+    value = await conn.fetchval(
+        "SELECT i.inhdetachpending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = $1",
+        name,
+    )
+    return bool(value)
+
+
+async def drop_detached_leftover(conn: asyncpg.Connection, day: date) -> bool:
+    """A partition a crashed run detached but did not drop: a plain table of that name, attached nowhere."""
+    exists = await conn.fetchval(
+        """
+        SELECT 1 FROM pg_class c
+        WHERE c.relname = $1 AND c.relkind = 'r' AND NOT c.relispartition
+        """,
+        partition_name(day),
+    )
+    if exists:
+        await conn.execute(f"DROP TABLE {partition_name(day)}")
+    return bool(exists)
+
+
+async def detached_leftovers(conn: asyncpg.Connection) -> list[date]:
+    rows = await conn.fetch(
+        r"""
+        SELECT relname FROM pg_class
+        WHERE relname ~ '^market_odds_history_p[0-9]{8}$' AND relkind = 'r' AND NOT relispartition
+        """
+    )
+    return [d for d in (parse_name(r[0]) for r in rows) if d is not None]

@@ -1,0 +1,105 @@
+"""The shared translation of domain and database errors to gRPC status codes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import asyncpg
+import grpc
+import pytest
+
+from oddstore.grpc_errors import StatusMapping
+
+
+class Missing(LookupError):
+    pass
+
+
+class MissingAlert(Missing):
+    pass
+
+
+class FakeContext:
+    """Records the status a call was aborted with and raises as grpc.aio's abort does."""
+
+    def __init__(self) -> None:
+        self.status: tuple[grpc.StatusCode, str] | None = None
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.status = (code, details)
+        raise grpc.aio.AbortError()
+
+
+MAPPING = StatusMapping(
+    "demo",
+    (
+        (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+        (MissingAlert, grpc.StatusCode.FAILED_PRECONDITION),
+        (Missing, grpc.StatusCode.NOT_FOUND),
+    ),
+)
+
+
+async def status_of(work: Callable[[], Awaitable[Any]]) -> tuple[grpc.StatusCode, str] | None:
+    context = FakeContext()
+    with pytest.raises(grpc.aio.AbortError):
+        await MAPPING.answer(cast(grpc.aio.ServicerContext, context), "GetThing", work)
+    return context.status
+
+
+def failing(exc: BaseException) -> Callable[[], Awaitable[None]]:
+    async def work() -> None:
+        raise exc
+
+    return work
+
+
+async def test_a_successful_call_returns_its_value_and_is_not_aborted() -> None:
+    context = FakeContext()
+
+    async def work() -> int:
+        return 42
+
+    assert await MAPPING.answer(cast(grpc.aio.ServicerContext, context), "GetThing", work) == 42
+    assert context.status is None
+
+
+async def test_domain_errors_answer_their_code_with_their_message_the_first_listed_match_winning() -> None:
+    assert await status_of(failing(ValueError("limit: must be between 1 and 100, got 0"))) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "limit: must be between 1 and 100, got 0",
+    )
+    assert await status_of(failing(Missing("event 7 not found"))) == (grpc.StatusCode.NOT_FOUND, "event 7 not found")
+    assert await status_of(failing(MissingAlert("alert 3 not found"))) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "alert 3 not found",
+    )
+
+
+async def test_an_unreachable_database_answers_unavailable() -> None:
+    code, message = await status_of(failing(asyncpg.exceptions.CannotConnectNowError("starting up"))) or (None, "")
+    assert code is grpc.StatusCode.UNAVAILABLE and message == "database unavailable: starting up"
+    code, _ = await status_of(failing(ConnectionRefusedError("refused"))) or (None, "")
+    assert code is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_anything_else_answers_internal_naming_the_method_and_service_and_logs_the_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert await status_of(failing(RuntimeError("secret detail"))) == (
+        grpc.StatusCode.INTERNAL,
+        "GetThing failed; see the demo service log",
+    )
+    assert [r.exc_info is not None and "GetThing failed" in r.getMessage() for r in caplog.records] == [True]
+
+
+async def test_an_abort_from_inside_the_call_keeps_its_own_status() -> None:
+    context = FakeContext()
+
+    async def work() -> None:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many")
+
+    with pytest.raises(grpc.aio.AbortError):
+        await MAPPING.answer(cast(grpc.aio.ServicerContext, context), "GetThing", work)
+    assert context.status == (grpc.StatusCode.RESOURCE_EXHAUSTED, "too many")
