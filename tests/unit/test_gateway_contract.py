@@ -5,7 +5,7 @@ The fake is a real grpc.aio server on loopback; the app runs in-process behind h
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +28,7 @@ from tests.gateway_fakes import (
     margin,
     start_fake_backend,
 )
+from tests.polling import TIMEOUT_SECONDS
 
 EVENT_KEYS = {
     "id", "sportradar_id", "name", "home_team", "away_team", "kickoff", "tournament_id", "tournament_name",
@@ -596,18 +597,15 @@ async def test_invalid_argument_from_the_query_service_answers_422_in_fastapi_sh
 async def test_a_slow_query_service_answers_503_at_the_deadline(backend: FakeBackend, fake: FakeQueryService) -> None:
     client = QueryClient(backend.address, deadline_seconds=0.2)
     await client.open()
-    fake.delay_seconds = 1.0
+    fake.held = asyncio.Event()  # never answers: only the deadline can end the request
     try:
         transport = httpx.ASGITransport(app=create_app(client))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
-            started = time.perf_counter()
-            response = await api.get(f"/api/events/{EVENT_ID}")
-            elapsed = time.perf_counter() - started
+            response = await asyncio.wait_for(api.get(f"/api/events/{EVENT_ID}"), TIMEOUT_SECONDS)
     finally:
         await client.close()
     assert response.status_code == 503
     assert response.json() == {"detail": "Query service did not answer GetEvent within 0.2 s"}
-    assert elapsed < 0.9
 
 
 async def test_other_service_failures_answer_502(api: httpx.AsyncClient, fake: FakeQueryService) -> None:
@@ -620,13 +618,11 @@ async def test_other_service_failures_answer_502(api: httpx.AsyncClient, fake: F
 
 
 @pytest.mark.parametrize(("method", "path"), OUT_OF_SCOPE)
-async def test_out_of_scope_calls_of_the_ui_shell_answer_404_at_once(
+async def test_out_of_scope_calls_of_the_ui_shell_answer_404_without_calling_the_query_service(
     api: httpx.AsyncClient, fake: FakeQueryService, method: str, path: str
 ) -> None:
-    started = time.perf_counter()
     response = await api.request(method, path, params={"limit": 1, "offset": 0})
     assert response.status_code == 404
-    assert time.perf_counter() - started < 0.5
     assert fake.received == []
 
 
