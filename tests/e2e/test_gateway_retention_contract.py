@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -16,9 +15,7 @@ import httpx
 import pytest
 
 from oddstore.v1 import retention_pb2
-from services.gateway import convert
 from services.gateway.app import create_app
-from services.gateway.config import GatewaySettings
 from services.gateway.query_client import QueryClient, Unavailable
 from services.gateway.retention_api import ALERT_NOT_FOUND, CLEANUP_RUNNING
 from services.gateway.retention_client import RetentionClient
@@ -316,16 +313,6 @@ async def test_events_by_platform_are_labelled_by_slug(api: httpx.AsyncClient) -
         {"platform": "sportybet", "count": 4200},
     ]
     assert body["competitorEventsBySource"] == [{"platform": "sportybet", "count": 4100}]
-
-
-def test_scrape_runs_are_zero_whatever_the_service_sends() -> None:
-    stats = retention_pb2.DataStats(scrape_runs=retention_pb2.TableStats(count=5))
-    assert convert.data_stats(stats).scrape_runs.count == 0
-    counts = retention_pb2.CleanupCounts(scrape_runs=5, scrape_batches=6)
-    preview = convert.cleanup_preview(counts)
-    assert (preview.scrape_runs_count, preview.scrape_batches_count) == (0, 0)
-    result = convert.cleanup_result(counts)
-    assert (result.scrape_runs_deleted, result.scrape_batches_deleted) == (0, 0)
 
 
 # §13 GET /api/cleanup/preview
@@ -727,20 +714,3 @@ async def test_the_openapi_document_has_the_ten_operations_and_documents_the_qui
 async def test_without_a_retention_client_only_the_query_routes_are_mounted(query_client: QueryClient) -> None:
     paths = set(create_app(query_client).openapi()["paths"])
     assert not paths & RETENTION_PATHS and "/api/events" in paths
-
-
-def test_the_retention_address_defaults_to_50054_and_is_read_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert GatewaySettings().retention_address == "127.0.0.1:50054"
-    monkeypatch.setenv("GATEWAY_RETENTION_ADDRESS", "10.0.0.5:6000")
-    monkeypatch.setenv("GATEWAY_CLEANUP_DEADLINE_SECONDS", "120")
-    settings = GatewaySettings()
-    assert settings.retention_address == "10.0.0.5:6000" and settings.cleanup_deadline_seconds == 120
-
-
-def test_cutoffs_are_sent_as_utc_timestamps_and_come_back_with_a_z() -> None:
-    counts = retention_pb2.CleanupCounts()
-    counts.odds_cutoff.FromDatetime(datetime(2026, 2, 10, 10, 0, tzinfo=UTC))
-    dumped = convert.cleanup_preview(counts).model_dump(mode="json", by_alias=True)
-    assert dumped["oddsCutoffDate"] == "2026-02-10T10:00:00Z"
