@@ -213,25 +213,28 @@ def history(request: query_pb2.GetMarketHistoryRequest) -> query_pb2.MarketHisto
 
 @dataclass
 class FakeQueryService(query_pb2_grpc.QueryServiceServicer):
-    """Canned answers; `abort_with` makes every call fail with that status (e.g. UNAVAILABLE)."""
+    """Canned answers; `abort_with` makes every call fail with that status (e.g. UNAVAILABLE); while `held` is
+    an unset event, every call waits for it (a hung service: deadlines are tested without timing anything)."""
 
     received: list[tuple[str, Message]] = field(default_factory=list)
     abort_with: grpc.StatusCode | None = None
-    delay_seconds: float = 0.0
+    held: asyncio.Event | None = None
     alerts: int = 1
 
     def reset(self) -> None:
         self.received.clear()
         self.abort_with = None
-        self.delay_seconds = 0.0
+        if self.held is not None:
+            self.held.set()  # calls still waiting finish instead of outliving the test that held them
+        self.held = None
 
     def requests(self, method: str) -> list[Any]:
         return [r for m, r in self.received if m == method]
 
     async def _enter(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
         self.received.append((method, request))
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
+        if self.held is not None:
+            await self.held.wait()
         if self.abort_with is not None:
             await context.abort(self.abort_with, f"fake {method} failing with {self.abort_with.name}")
 
@@ -548,19 +551,22 @@ def storage_alert(alert_id: int) -> retention_pb2.StorageAlert:
 class FakeRetentionService(retention_pb2_grpc.RetentionServiceServicer):
     """Canned answers that validate like the real service (INVALID_ARGUMENT out of range); settings are kept.
 
-    `cleanup_running` makes RunCleanup answer ABORTED; `abort_with` makes every call fail with that status.
+    `cleanup_running` makes RunCleanup answer ABORTED; `abort_with` makes every call fail with that status; while
+    `held` is an unset event, every call waits for it.
     """
 
     received: list[tuple[str, Message]] = field(default_factory=list)
     abort_with: grpc.StatusCode | None = None
-    delay_seconds: float = 0.0
+    held: asyncio.Event | None = None
     cleanup_running: bool = False
     settings: retention_pb2.Settings = field(default_factory=default_settings)
 
     def reset(self) -> None:
         self.received.clear()
         self.abort_with = None
-        self.delay_seconds = 0.0
+        if self.held is not None:
+            self.held.set()  # calls still waiting finish instead of outliving the test that held them
+        self.held = None
         self.cleanup_running = False
         self.settings = default_settings()
 
@@ -569,8 +575,8 @@ class FakeRetentionService(retention_pb2_grpc.RetentionServiceServicer):
 
     async def _enter(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
         self.received.append((method, request))
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
+        if self.held is not None:
+            await self.held.wait()
         if self.abort_with is not None:
             await context.abort(self.abort_with, f"fake {method} failing with {self.abort_with.name}")
 

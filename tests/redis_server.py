@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests.polling import TIMEOUT_SECONDS
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -52,7 +54,7 @@ class RedisServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = TIMEOUT_SECONDS) -> None:
         assert not self.running, "already running"
         self._process = subprocess.Popen(
             [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -45,8 +47,9 @@ class QueryApp:
         await self.pool.close()
 
 
-async def start(settings: QuerySettings) -> QueryApp:
-    """Opens the pool, starts the server as NOT_SERVING, warms the cache, then reports SERVING."""
+async def start(settings: QuerySettings, *, history_clock: Callable[[], float] = time.monotonic) -> QueryApp:
+    """Opens the pool, starts the server as NOT_SERVING, warms the cache, then reports SERVING.
+    `history_clock` times the Redis back-off (tests step it instead of sleeping through it)."""
     pool = await db.create_pool(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
@@ -65,7 +68,7 @@ async def start(settings: QuerySettings) -> QueryApp:
         logger.info("merged history shared through Redis (entries kept %d s)", settings.redis_ttl_seconds)
     history = HistoryCache(
         reader, redis, lambda event_id: event_id in cache.events,
-        ttl_seconds=settings.redis_ttl_seconds, backoff_seconds=settings.redis_backoff_seconds,
+        ttl_seconds=settings.redis_ttl_seconds, backoff_seconds=settings.redis_backoff_seconds, clock=history_clock,
     )  # fmt: skip
     servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history)
     server = create_server(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +18,7 @@ from services.query import bootstrap
 from services.query.config import QuerySettings
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot
+from tests.polling import eventually
 from tests.proxy import Proxy
 
 
@@ -59,11 +59,7 @@ async def writer(migrated_dsn: str) -> AsyncIterator[Writer]:
 
 
 async def visible(service: Service, event_id: int) -> None:
-    for _ in range(200):
-        if event_id in service.app.cache.events:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"event {event_id} never reached the cache")
+    await eventually(lambda: event_id in service.app.cache.events, f"event {event_id} in the cache")
 
 
 async def test_health_reports_serving_once_warm(service: Service) -> None:
@@ -104,9 +100,11 @@ async def test_list_events_and_event_detail_over_written_data(service: Service, 
 
 
 async def test_an_event_past_the_horizon_is_answered_from_postgresql(service: Service, writer: Writer) -> None:
-    e, kickoff = new_event_id(), now() - timedelta(hours=5)
+    e, marker, kickoff = new_event_id(), new_event_id(), now() - timedelta(hours=5)
     await writer.write_snapshots([snapshot(e, kickoff - timedelta(hours=1), [market()], kickoff=kickoff)])
-    await asyncio.sleep(0.05)
+    # The change feed is ordered: once a later write is cached, the feed has dealt with this one too.
+    await writer.write_snapshots([snapshot(marker, now() - timedelta(minutes=5), [market()])])
+    await visible(service, marker)
     assert e not in service.app.cache.events
 
     detail = await service.stub.GetEvent(pb.GetEventRequest(event_id=e))

@@ -3,9 +3,7 @@ and resynchronisation after the feed connection is lost."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
@@ -17,6 +15,7 @@ from services.query.feed import Feed
 from services.writer import repository as writer_repo
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -36,16 +35,6 @@ async def feed(pool: asyncpg.Pool, migrated_dsn: str) -> AsyncIterator[Feed]:
 
 def cache_of(feed: Feed) -> OddsCache:
     return feed._cache
-
-
-async def eventually(check: Callable[[], bool], seconds: float = 1.0) -> float:
-    """Waits until `check()` holds; returns how long it took."""
-    started = time.perf_counter()
-    while not check():
-        if time.perf_counter() - started > seconds:
-            raise AssertionError(f"not true within {seconds}s")
-        await asyncio.sleep(0.005)
-    return time.perf_counter() - started
 
 
 def odds_of(cache: OddsCache, event_id: int, slug: str, key: tuple[str, float | None]) -> bytes | None:
@@ -81,24 +70,24 @@ async def test_warm_up_loads_events_in_the_horizon_with_metadata_markets_and_sna
     assert books["sportybet"].snapshot_time == t + timedelta(minutes=5)  # confirmed, unchanged since t
 
 
-async def test_a_write_is_visible_in_the_cache_through_the_feed_within_a_second(pool: asyncpg.Pool, feed: Feed) -> None:
+# How fast the feed is belongs to the read benchmark (make bench-read, freshness), not to a test a busy machine fails.
+async def test_a_write_reaches_the_cache_through_the_feed(pool: asyncpg.Pool, feed: Feed) -> None:
     e, t = new_event_id(), now() - timedelta(minutes=10)
     writer = Writer(pool)
     await writer.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
     cache = cache_of(feed)
-    took = await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None)
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None, "the new market cached")
     assert cache.events[e].home_team == f"Home {e}"  # a new event comes with its metadata
     first = odds_of(cache, e, "betpawa", ("3743", None))
 
     await writer.write_snapshots([snapshot(e, t + timedelta(minutes=1), [market(odds=(2.5, 3.0, 3.0))])])
-    took = max(took, await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) != first))
-    assert took < 1.0
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) != first, "the changed odds cached")
 
     # The market disappears: kept, flagged unavailable, and the event becomes an alert.
     await writer.write_snapshots(
         [snapshot(e, t + timedelta(minutes=2), [market("3795", None, (1.8, 1.9), ("Yes", "No"))])]
     )
-    await eventually(lambda: cache.books_of(e)["betpawa"].unavailable == 1)
+    await eventually(lambda: cache.books_of(e)["betpawa"].unavailable == 1, "the market cached as unavailable")
     gone = cache.books_of(e)["betpawa"].markets[("3743", None)]
     assert gone.unavailable_at == t + timedelta(minutes=2)
     assert cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=2)
@@ -109,7 +98,7 @@ async def test_the_feed_never_applies_an_older_state_over_a_newer_one(pool: asyn
     writer = Writer(pool)
     await writer.write_snapshots([snapshot(e, t, [market()])])
     cache = cache_of(feed)
-    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None)
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None, "the market cached")
     # The cache already holds a state newer than anything in the database (as if a later change
     # had been applied before an earlier notification's reload came back).
     newer = CurrentMarket("newer", None, b"", t + timedelta(hours=1), t + timedelta(hours=1), None)
@@ -122,11 +111,11 @@ async def test_the_feed_never_applies_an_older_state_over_a_newer_one(pool: asyn
 async def test_after_the_feed_connection_is_dropped_resync_picks_up_writes_made_meanwhile(
     pool: asyncpg.Pool, feed: Feed, migrated_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    e, late, t = new_event_id(), new_event_id(), now() - timedelta(minutes=10)
+    e, late, marker, t = new_event_id(), new_event_id(), new_event_id(), now() - timedelta(minutes=10)
     writer = Writer(pool)
     await writer.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
     cache = cache_of(feed)
-    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None)
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None, "the market cached")
     before = odds_of(cache, e, "betpawa", ("3743", None))
 
     # These writes commit but their notifications never reach the cache (the listener is gone):
@@ -136,23 +125,26 @@ async def test_after_the_feed_connection_is_dropped_resync_picks_up_writes_made_
         snapshot(e, t + timedelta(minutes=1), [market(odds=(1.5, 4.0, 6.0))]),
         snapshot(late, t - timedelta(hours=1), [market()], bookmaker="bet9ja"),
     ])  # fmt: skip
-    await asyncio.sleep(0.1)
+    # The feed is ordered: once a later, notified write is cached, anything those writes could have caused is too.
+    monkeypatch.undo()
+    await writer.write_snapshots([snapshot(marker, t, [market()])])
+    await eventually(lambda: marker in cache.events, "the marker event cached")
     assert odds_of(cache, e, "betpawa", ("3743", None)) == before
+    assert late not in cache.events
 
     resyncs = REGISTRY.get_sample_value("oddstore_query_resyncs_total") or 0
     pid = feed.listener_pid
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
-    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) != before, seconds=5)
-    await eventually(lambda: odds_of(cache, late, "bet9ja", ("3743", None)) is not None, seconds=5)
+    await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) != before, "the missed change resynced")
+    await eventually(lambda: odds_of(cache, late, "bet9ja", ("3743", None)) is not None, "the missed event resynced")
     assert feed.listener_pid not in (None, pid)
-    await asyncio.sleep(0.2)
-    assert REGISTRY.get_sample_value("oddstore_query_resyncs_total") == resyncs + 1  # one loss, one resync
 
     # And the new connection receives notifications again.
-    monkeypatch.undo()
     await writer.write_snapshots([snapshot(e, t + timedelta(minutes=2), [market(odds=(1.7, 4.0, 5.0))])])
-    await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=2))
+    await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=2), "a later change")
+    # A second loss would have been queued before that notification, so it would have been counted by now.
+    assert REGISTRY.get_sample_value("oddstore_query_resyncs_total") == resyncs + 1  # one loss, one resync
 
 
 async def test_the_sweep_drops_events_two_hours_after_kickoff(pool: asyncpg.Pool, migrated_dsn: str) -> None:
@@ -173,7 +165,7 @@ async def test_a_scrape_without_changes_moves_the_cached_snapshot_time(pool: asy
     writer = Writer(pool)
     await writer.write_snapshots([snapshot(e, t, [market()])])
     cache = cache_of(feed)
-    await eventually(lambda: e in cache.events and "betpawa" in cache.books_of(e))
+    await eventually(lambda: e in cache.events and "betpawa" in cache.books_of(e), "the event cached")
     await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])  # unchanged odds
-    await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=5))
+    await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=5), "the new time")
     assert cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=5)

@@ -5,9 +5,9 @@ The fake is a real grpc.aio server on loopback; the app runs in-process behind h
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Iterator, MutableMapping
-from datetime import UTC, datetime, timedelta, timezone
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from oddstore.v1 import query_pb2
-from services.gateway.app import OUT_OF_SCOPE, create_app, overall_status
-from services.gateway.models import format_utc
+from services.gateway.app import OUT_OF_SCOPE, create_app
 from services.gateway.query_client import QueryClient
 from tests.gateway_fakes import (
     COMPETITOR_EVENT_ID,
@@ -28,6 +27,7 @@ from tests.gateway_fakes import (
     margin,
     start_fake_backend,
 )
+from tests.polling import TIMEOUT_SECONDS
 
 EVENT_KEYS = {
     "id", "sportradar_id", "name", "home_team", "away_team", "kickoff", "tournament_id", "tournament_name",
@@ -555,13 +555,6 @@ async def test_health_reports_disconnected_when_the_query_service_is_down() -> N
     assert events.status_code == 503
 
 
-def test_the_overall_status_follows_the_old_rules() -> None:
-    assert overall_status(True, [True, True, True]) == "healthy"
-    assert overall_status(True, [True, False, True]) == "degraded"
-    assert overall_status(True, [False, False, False]) == "unhealthy"
-    assert overall_status(False, [True, True, True]) == "unhealthy"
-
-
 # Error mapping
 
 EVERY_ENDPOINT = [
@@ -602,18 +595,15 @@ async def test_invalid_argument_from_the_query_service_answers_422_in_fastapi_sh
 async def test_a_slow_query_service_answers_503_at_the_deadline(backend: FakeBackend, fake: FakeQueryService) -> None:
     client = QueryClient(backend.address, deadline_seconds=0.2)
     await client.open()
-    fake.delay_seconds = 1.0
+    fake.held = asyncio.Event()  # never answers: only the deadline can end the request
     try:
         transport = httpx.ASGITransport(app=create_app(client))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
-            started = time.perf_counter()
-            response = await api.get(f"/api/events/{EVENT_ID}")
-            elapsed = time.perf_counter() - started
+            response = await asyncio.wait_for(api.get(f"/api/events/{EVENT_ID}"), TIMEOUT_SECONDS)
     finally:
         await client.close()
     assert response.status_code == 503
     assert response.json() == {"detail": "Query service did not answer GetEvent within 0.2 s"}
-    assert elapsed < 0.9
 
 
 async def test_other_service_failures_answer_502(api: httpx.AsyncClient, fake: FakeQueryService) -> None:
@@ -626,33 +616,12 @@ async def test_other_service_failures_answer_502(api: httpx.AsyncClient, fake: F
 
 
 @pytest.mark.parametrize(("method", "path"), OUT_OF_SCOPE)
-async def test_out_of_scope_calls_of_the_ui_shell_answer_404_at_once(
+async def test_out_of_scope_calls_of_the_ui_shell_answer_404_without_calling_the_query_service(
     api: httpx.AsyncClient, fake: FakeQueryService, method: str, path: str
 ) -> None:
-    started = time.perf_counter()
     response = await api.request(method, path, params={"limit": 1, "offset": 0})
     assert response.status_code == 404
-    assert time.perf_counter() - started < 0.5
     assert fake.received == []
-
-
-async def test_the_websocket_handshake_is_refused_with_404() -> None:
-    app = create_app(QueryClient("127.0.0.1:1", 0.5))
-    scope = {
-        "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": "/api/ws", "raw_path": b"/api/ws",
-        "root_path": "", "query_string": b"", "headers": [], "subprotocols": [], "server": ("testserver", 80),
-        "extensions": {"websocket.http.response": {}},
-    }  # fmt: skip
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == 404
 
 
 async def test_no_timestamp_anywhere_has_a_plus_zero_offset(api: httpx.AsyncClient) -> None:
@@ -677,14 +646,6 @@ async def test_paths_have_no_trailing_slash_and_openapi_is_served_at_docs(api: h
         "/api/tournaments/{tournament_id}/markets/{market_id}/margin-to-kickoff",
         "/api/health",
     }
-
-
-def test_timestamps_are_formatted_in_utc_with_a_z() -> None:
-    assert format_utc(datetime(2026, 2, 24, 15, 30, tzinfo=UTC)) == "2026-02-24T15:30:00Z"
-    assert format_utc(datetime(2026, 2, 24, 17, 30, 0, 5, tzinfo=timezone(timedelta(hours=2)))) == (
-        "2026-02-24T15:30:00.000005Z"
-    )
-    assert format_utc(datetime(2026, 2, 24, 15, 30)) == "2026-02-24T15:30:00Z"
 
 
 async def test_instants_beyond_the_representable_range_are_clamped_not_rejected(
