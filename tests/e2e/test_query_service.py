@@ -17,7 +17,7 @@ from oddstore.v1 import query_pb2_grpc
 from services.query import bootstrap
 from services.query.config import QuerySettings
 from services.writer.writer import Writer
-from tests.factories import market, new_event_id, now, snapshot
+from tests.factories import market, new_event_id, now, snapshot, write
 from tests.polling import eventually
 from tests.proxy import Proxy
 
@@ -70,7 +70,7 @@ async def test_health_reports_serving_once_warm(service: Service) -> None:
 async def test_list_events_and_event_detail_over_written_data(service: Service, writer: Writer) -> None:
     e, t = new_event_id(), now() - timedelta(minutes=10)
     kickoff = now() + timedelta(days=400)  # later than any other test's events: first in its window
-    await writer.write_snapshots([
+    await write(writer, [
         snapshot(e, t, [market(), market("5000", 2.5, (1.9, 1.95), ("Over", "Under")),
                         market("9000", None, (5.0,), ("Kane",), name="Anytime Goalscorer")], kickoff=kickoff),
         snapshot(e, t, [market(odds=(2.0, 3.5, 3.6))], bookmaker="sportybet", kickoff=kickoff),
@@ -101,9 +101,9 @@ async def test_list_events_and_event_detail_over_written_data(service: Service, 
 
 async def test_an_event_past_the_horizon_is_answered_from_postgresql(service: Service, writer: Writer) -> None:
     e, marker, kickoff = new_event_id(), new_event_id(), now() - timedelta(hours=5)
-    await writer.write_snapshots([snapshot(e, kickoff - timedelta(hours=1), [market()], kickoff=kickoff)])
+    await write(writer, [snapshot(e, kickoff - timedelta(hours=1), [market()], kickoff=kickoff)])
     # The change feed is ordered: once a later write is cached, the feed has dealt with this one too.
-    await writer.write_snapshots([snapshot(marker, now() - timedelta(minutes=5), [market()])])
+    await write(writer, [snapshot(marker, now() - timedelta(minutes=5), [market()])])
     await visible(service, marker)
     assert e not in service.app.cache.events
 
@@ -118,9 +118,9 @@ async def test_an_event_past_the_horizon_is_answered_from_postgresql(service: Se
 
 async def test_market_history_has_the_changes_and_the_confirmation(service: Service, writer: Writer) -> None:
     e, t = new_event_id(), now() - timedelta(minutes=30)
-    await writer.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=10), [market(odds=(2.5, 3.0, 3.0))])])
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=20), [market(odds=(2.5, 3.0, 3.0))])])
+    await write(writer, [snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
+    await write(writer, [snapshot(e, t + timedelta(minutes=10), [market(odds=(2.5, 3.0, 3.0))])])
+    await write(writer, [snapshot(e, t + timedelta(minutes=20), [market(odds=(2.5, 3.0, 3.0))])])
 
     h = await service.stub.GetMarketHistory(
         pb.GetMarketHistoryRequest(event_id=e, market_id="3743", bookmaker_slug="betpawa")

@@ -14,7 +14,7 @@ from services.query.cache import CurrentMarket, OddsCache
 from services.query.feed import Feed
 from services.writer import repository as writer_repo
 from services.writer.writer import Writer
-from tests.factories import market, new_event_id, now, snapshot
+from tests.factories import market, new_event_id, now, snapshot, write
 from tests.polling import eventually
 
 
@@ -49,12 +49,12 @@ async def test_warm_up_loads_events_in_the_horizon_with_metadata_markets_and_sna
     upcoming, old = new_event_id(), new_event_id()
     t = now() - timedelta(minutes=10)
     writer = Writer(pool)
-    await writer.write_snapshots([
+    await write(writer, [
         snapshot(upcoming, t, [market(), market("5000", 2.5, (1.9, 1.95), ("Over", "Under"))], country="Spain"),
         snapshot(upcoming, t, [market()], bookmaker="sportybet"),
         snapshot(old, t, [market()], kickoff=now() - timedelta(hours=3)),
     ])  # fmt: skip
-    await writer.write_snapshots([snapshot(upcoming, t + timedelta(minutes=5), [market()], bookmaker="sportybet")])
+    await write(writer, [snapshot(upcoming, t + timedelta(minutes=5), [market()], bookmaker="sportybet")])
 
     cache = OddsCache()
     await Feed(pool, migrated_dsn, cache, timedelta(hours=2)).warm_up()
@@ -74,19 +74,17 @@ async def test_warm_up_loads_events_in_the_horizon_with_metadata_markets_and_sna
 async def test_a_write_reaches_the_cache_through_the_feed(pool: asyncpg.Pool, feed: Feed) -> None:
     e, t = new_event_id(), now() - timedelta(minutes=10)
     writer = Writer(pool)
-    await writer.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
+    await write(writer, [snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
     cache = cache_of(feed)
     await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None, "the new market cached")
     assert cache.events[e].home_team == f"Home {e}"  # a new event comes with its metadata
     first = odds_of(cache, e, "betpawa", ("3743", None))
 
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=1), [market(odds=(2.5, 3.0, 3.0))])])
+    await write(writer, [snapshot(e, t + timedelta(minutes=1), [market(odds=(2.5, 3.0, 3.0))])])
     await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) != first, "the changed odds cached")
 
     # The market disappears: kept, flagged unavailable, and the event becomes an alert.
-    await writer.write_snapshots(
-        [snapshot(e, t + timedelta(minutes=2), [market("3795", None, (1.8, 1.9), ("Yes", "No"))])]
-    )
+    await write(writer, [snapshot(e, t + timedelta(minutes=2), [market("3795", None, (1.8, 1.9), ("Yes", "No"))])])
     await eventually(lambda: cache.books_of(e)["betpawa"].unavailable == 1, "the market cached as unavailable")
     gone = cache.books_of(e)["betpawa"].markets[("3743", None)]
     assert gone.unavailable_at == t + timedelta(minutes=2)
@@ -96,7 +94,7 @@ async def test_a_write_reaches_the_cache_through_the_feed(pool: asyncpg.Pool, fe
 async def test_the_feed_never_applies_an_older_state_over_a_newer_one(pool: asyncpg.Pool, feed: Feed) -> None:
     e, t = new_event_id(), now() - timedelta(minutes=10)
     writer = Writer(pool)
-    await writer.write_snapshots([snapshot(e, t, [market()])])
+    await write(writer, [snapshot(e, t, [market()])])
     cache = cache_of(feed)
     await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None, "the market cached")
     # The cache already holds a state newer than anything in the database (as if a later change
@@ -113,7 +111,7 @@ async def test_after_the_feed_connection_is_dropped_resync_picks_up_writes_made_
 ) -> None:
     e, late, marker, t = new_event_id(), new_event_id(), new_event_id(), now() - timedelta(minutes=10)
     writer = Writer(pool)
-    await writer.write_snapshots([snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
+    await write(writer, [snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))])])
     cache = cache_of(feed)
     await eventually(lambda: odds_of(cache, e, "betpawa", ("3743", None)) is not None, "the market cached")
     before = odds_of(cache, e, "betpawa", ("3743", None))
@@ -121,13 +119,13 @@ async def test_after_the_feed_connection_is_dropped_resync_picks_up_writes_made_
     # These writes commit but their notifications never reach the cache (the listener is gone):
     # a changed market, and a new event whose snapshot is older than ones already seen.
     monkeypatch.setattr(writer_repo, "NOTIFY", "SELECT $1::text, $2::text[]")
-    await writer.write_snapshots([
+    await write(writer, [
         snapshot(e, t + timedelta(minutes=1), [market(odds=(1.5, 4.0, 6.0))]),
         snapshot(late, t - timedelta(hours=1), [market()], bookmaker="bet9ja"),
     ])  # fmt: skip
     # The feed is ordered: once a later, notified write is cached, anything those writes could have caused is too.
     monkeypatch.undo()
-    await writer.write_snapshots([snapshot(marker, t, [market()])])
+    await write(writer, [snapshot(marker, t, [market()])])
     await eventually(lambda: marker in cache.events, "the marker event cached")
     assert odds_of(cache, e, "betpawa", ("3743", None)) == before
     assert late not in cache.events
@@ -141,7 +139,7 @@ async def test_after_the_feed_connection_is_dropped_resync_picks_up_writes_made_
     assert feed.listener_pid not in (None, pid)
 
     # And the new connection receives notifications again.
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=2), [market(odds=(1.7, 4.0, 5.0))])])
+    await write(writer, [snapshot(e, t + timedelta(minutes=2), [market(odds=(1.7, 4.0, 5.0))])])
     await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=2), "a later change")
     # A second loss would have been queued before that notification, so it would have been counted by now.
     assert REGISTRY.get_sample_value("oddstore_query_resyncs_total") == resyncs + 1  # one loss, one resync
@@ -149,7 +147,7 @@ async def test_after_the_feed_connection_is_dropped_resync_picks_up_writes_made_
 
 async def test_the_sweep_drops_events_two_hours_after_kickoff(pool: asyncpg.Pool, migrated_dsn: str) -> None:
     e = new_event_id()
-    await Writer(pool).write_snapshots([snapshot(e, now() - timedelta(minutes=5), [market()], kickoff=now())])
+    await write(Writer(pool), [snapshot(e, now() - timedelta(minutes=5), [market()], kickoff=now())])
     cache = OddsCache()
     feed = Feed(pool, migrated_dsn, cache, timedelta(hours=2))
     await feed.warm_up()
@@ -163,9 +161,9 @@ async def test_the_sweep_drops_events_two_hours_after_kickoff(pool: asyncpg.Pool
 async def test_a_scrape_without_changes_moves_the_cached_snapshot_time(pool: asyncpg.Pool, feed: Feed) -> None:
     e, t = new_event_id(), now() - timedelta(minutes=10)
     writer = Writer(pool)
-    await writer.write_snapshots([snapshot(e, t, [market()])])
+    await write(writer, [snapshot(e, t, [market()])])
     cache = cache_of(feed)
     await eventually(lambda: e in cache.events and "betpawa" in cache.books_of(e), "the event cached")
-    await writer.write_snapshots([snapshot(e, t + timedelta(minutes=5), [market()])])  # unchanged odds
+    await write(writer, [snapshot(e, t + timedelta(minutes=5), [market()])])  # unchanged odds
     await eventually(lambda: cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=5), "the new time")
     assert cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=5)

@@ -24,7 +24,7 @@ from services.query.history_repository import HistoryReader
 from services.retention.config import RetentionSettings
 from services.retention.retention import Retention
 from services.writer.writer import Writer
-from tests.factories import market, new_event_id, now, snapshot
+from tests.factories import market, new_event_id, now, snapshot, write
 from tests.polling import TIMEOUT_SECONDS, eventually
 from tests.redis_server import RedisServer
 
@@ -71,7 +71,7 @@ class Service:
         self, event_id: int, at: datetime, odds: tuple[float, ...], kickoff: datetime | None = None
     ) -> None:
         kickoff = kickoff or now() + timedelta(days=2)
-        await self.writer.write_snapshots([snapshot(event_id, at, [market(odds=odds)], kickoff=kickoff)])
+        await write(self.writer, [snapshot(event_id, at, [market(odds=odds)], kickoff=kickoff)])
 
     async def cached(self, event_id: int) -> None:
         await eventually(lambda: event_id in self.app.cache.events, f"event {event_id} in the in-memory cache")
