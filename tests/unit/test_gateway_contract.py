@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from oddstore.v1 import query_pb2
-from services.gateway.app import OUT_OF_SCOPE, create_app, overall_status
+from services.gateway.app import OUT_OF_SCOPE, create_app
 from services.gateway.models import format_utc
+from services.gateway.query_api import overall_status
 from services.gateway.query_client import QueryClient
 from tests.gateway_fakes import (
     COMPETITOR_EVENT_ID,
