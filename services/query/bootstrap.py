@@ -18,9 +18,10 @@ from oddstore.v1 import query_pb2, query_pb2_grpc
 from services.query.cache import OddsCache
 from services.query.config import QuerySettings
 from services.query.feed import Feed
-from services.query.grpc_api import QueryServicer, keep_rendered
+from services.query.grpc_api import QueryServicer
 from services.query.history_cache import HistoryCache, connect
 from services.query.history_repository import HistoryReader
+from services.query.rendering import keep_rendered
 
 logger = logging.getLogger(__name__)
 

@@ -1,19 +1,23 @@
-"""The query service's memo of serialized markets per bookmaker (Book.version, grpc_api pieces): a
+"""The query service's memo of serialized markets per bookmaker (Book.version, rendering pieces): a
 memoized answer equals one built afresh, and every change a read can show reaches it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import cast
+
+import grpc
 
 from oddstore import codec
 from oddstore.convert import to_timestamp
 from oddstore.v1 import query_pb2 as pb
-from services.query import events, grpc_api
+from services.query import events, grpc_api, rendering
 from services.query.cache import Book, EventInfo, Link, OddsCache
 from tests.unit.test_query_events import LINKS, NOW, cache_of, info, market
 
 T0 = NOW - timedelta(minutes=30)
+NO_CONTEXT = cast(grpc.aio.ServicerContext, None)  # a servicer uses its context only to abort
 ODDS = (("1", 2.1, True), ("X", 3.4, True), ("2", 3.5, True))
 
 
@@ -21,13 +25,13 @@ def fresh(info: EventInfo, books: Mapping[str, Book]) -> pb.EventDetail:
     """The answer built straight from the views, as GetEvent built it before the memo."""
     detail = events.event_detail(info, books)
     return pb.EventDetail(
-        event=grpc_api.event_to_pb(detail.event),
+        event=rendering.event_to_pb(detail.event),
         markets_by_bookmaker=[
             pb.BookmakerMarkets(
                 bookmaker_slug=b.slug,
                 bookmaker_name=b.name,
                 snapshot_time=None if b.snapshot_time is None else to_timestamp(b.snapshot_time),
-                markets=[grpc_api.detail_to_pb(m) for m in b.markets],
+                markets=[rendering.detail_to_pb(m) for m in b.markets],
             )
             for b in detail.markets_by_bookmaker
         ],
@@ -62,7 +66,7 @@ def loaded() -> OddsCache:
 
 
 def answer(cache: OddsCache, event_id: int = 1) -> pb.EventDetail:
-    return grpc_api.event_detail_to_pb(cache.events[event_id], cache.books_of(event_id))
+    return rendering.event_detail_to_pb(cache.events[event_id], cache.books_of(event_id))
 
 
 def assert_current(cache: OddsCache, event_id: int = 1) -> pb.EventDetail:
@@ -73,8 +77,8 @@ def assert_current(cache: OddsCache, event_id: int = 1) -> pb.EventDetail:
     assert got == expected
     assert answer(cache, event_id) == expected
     books = cache.books_of(event_id)
-    summary = grpc_api.summary_to_pb(cache.events[event_id], books)
-    assert summary == grpc_api.event_to_pb(events.summarize(cache.events[event_id], books)) == expected.event
+    summary = rendering.summary_to_pb(cache.events[event_id], books)
+    assert summary == rendering.event_to_pb(events.summarize(cache.events[event_id], books)) == expected.event
     return got
 
 
@@ -180,30 +184,32 @@ async def test_the_list_page_uses_the_same_memo_and_sees_new_odds() -> None:
     query = pb.ListEventsRequest()
     servicer = grpc_api.QueryServicer(cache, None, None, cutoff=lambda: NOW - timedelta(hours=3), clock=lambda: NOW)  # type: ignore[arg-type]
 
-    first = await servicer._list_events(query)
-    expected = [grpc_api.event_to_pb(events.summarize(cache.events[i], cache.books_of(i))) for i in (1, 2)]
+    first = await servicer.ListEvents(query, NO_CONTEXT)
+    expected = [rendering.event_to_pb(events.summarize(cache.events[i], cache.books_of(i))) for i in (1, 2)]
     assert list(first.events) == expected and first.total == 2
     cache.put_market(2, "bet9ja", ("3743", None), market(odds=(("1", 9.5, True),), updated=T0 + timedelta(minutes=1)))
-    second = await servicer._list_events(query)
+    second = await servicer.ListEvents(query, NO_CONTEXT)
     assert [o.odds for o in second.events[1].bookmakers[2].inline_odds[0].outcomes] == [9.5]
-    assert second.events[1] == grpc_api.event_to_pb(events.summarize(cache.events[2], cache.books_of(2)))
+    assert second.events[1] == rendering.event_to_pb(events.summarize(cache.events[2], cache.books_of(2)))
     # GetEvent through the servicer answers from the same cache.
-    assert await servicer._get_event(2) == fresh(cache.events[2], cache.books_of(2))
+    assert await servicer.GetEvent(pb.GetEventRequest(event_id=2), NO_CONTEXT) == fresh(
+        cache.events[2], cache.books_of(2)
+    )
 
 
 async def test_the_background_renderer_rebuilds_changed_books_before_they_are_read() -> None:
     import asyncio
 
     cache = loaded()
-    task = asyncio.create_task(grpc_api.keep_rendered(cache, interval=0.01))
+    task = asyncio.create_task(rendering.keep_rendered(cache, interval=0.01))
     try:
         await asyncio.sleep(0.05)
-        assert not any(grpc_api._stale(b) for b in cache.books_of(1).values())
+        assert not any(rendering._stale(b) for b in cache.books_of(1).values())
         cache.load_rows([row("betpawa", "3743", odds=(("1", 1.5, True), ("X", 4.0, True), ("2", 6.0, True)),
                              updated=T0 + timedelta(minutes=5))])  # fmt: skip
-        assert grpc_api._stale(cache.books_of(1)["betpawa"])
+        assert rendering._stale(cache.books_of(1)["betpawa"])
         await asyncio.sleep(0.05)
-        assert not grpc_api._stale(cache.books_of(1)["betpawa"])  # ready before anyone asked
+        assert not rendering._stale(cache.books_of(1)["betpawa"])  # ready before anyone asked
         assert_current(cache)
     finally:
         task.cancel()
