@@ -16,6 +16,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ErrorCodes = Sequence[tuple[type[Exception], grpc.StatusCode]]
+# Status details travel in a header that gRPC caps at 16 KiB: a message that quotes a huge input (a
+# 20,000-character market id) would turn a NOT_FOUND into RESOURCE_EXHAUSTED on the client.
+MAX_DETAILS = 1000
+
+
+def details(message: str) -> str:
+    return message if len(message) <= MAX_DETAILS else message[: MAX_DETAILS - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +42,10 @@ class StatusMapping:
         except Exception as exc:
             code = next((code for kind, code in self.codes if isinstance(exc, kind)), None)
             if code is not None:
-                await context.abort(code, str(exc))
+                await context.abort(code, details(str(exc)))
             if isinstance(exc, TRANSIENT_ERRORS):
                 logger.warning("%s: database unavailable: %s", method, exc)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
+                await context.abort(grpc.StatusCode.UNAVAILABLE, details(f"database unavailable: {exc}"))
             logger.exception("%s failed", method)
             await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed; see the {self.service} service log")
         raise AssertionError("context.abort raises")

@@ -12,10 +12,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 
 from services.gateway import query_api, retention_api
+from services.gateway.dependencies import reject_unstorable_text
 from services.gateway.errors import add_error_handlers
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
@@ -72,9 +73,10 @@ def create_app(query: QueryClient, retention: RetentionClient | None = None) -> 
     app = FastAPI(title="oddstore gateway", description=description + ".", version="1", lifespan=lifespan)
     app.state.query = query
     app.state.retention = retention
-    app.include_router(query_api.router)
+    checked = [Depends(reject_unstorable_text)]
+    app.include_router(query_api.router, dependencies=checked)
     if retention is not None:
-        app.include_router(retention_api.router)
+        app.include_router(retention_api.router, dependencies=checked)
     for method, path in OUT_OF_SCOPE:
         app.add_api_route(path, _out_of_scope, methods=[method], include_in_schema=False)
     app.add_api_websocket_route("/api/ws", _websocket_out_of_scope)

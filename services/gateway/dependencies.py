@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from oddstore.convert import to_timestamp
+from oddstore.text import unstorable
 from oddstore.v1 import query_pb2
 from services.gateway.query_client import QueryClient
 
@@ -93,3 +95,15 @@ def _history_request(
 
 
 HistoryRequest = Annotated[query_pb2.GetMarketHistoryRequest, Depends(_history_request)]
+
+
+def reject_unstorable_text(request: Request) -> None:
+    """A path or query parameter with text PostgreSQL cannot hold (oddstore.text: a NUL would fail the
+    query service's statement) is the caller's fault: 422 naming the parameter, for every route."""
+    for where, params in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
+        for name, value in params:
+            problem = unstorable(value) if isinstance(value, str) else None
+            if problem is not None:
+                raise RequestValidationError(
+                    [{"type": "value_error", "loc": (where, name), "msg": f"Value error, {problem}", "input": value}]
+                )

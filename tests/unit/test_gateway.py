@@ -12,9 +12,9 @@ import pytest
 from oddstore.v1 import retention_pb2
 from services.gateway import convert
 from services.gateway.app import create_app
-from services.gateway.query_api import overall_status
 from services.gateway.config import GatewaySettings
 from services.gateway.models import format_utc
+from services.gateway.query_api import overall_status
 from services.gateway.query_client import QueryClient
 
 

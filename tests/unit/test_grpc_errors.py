@@ -103,3 +103,12 @@ async def test_an_abort_from_inside_the_call_keeps_its_own_status() -> None:
     with pytest.raises(grpc.aio.AbortError):
         await MAPPING.answer(cast(grpc.aio.ServicerContext, context), "GetThing", work)
     assert context.status == (grpc.StatusCode.RESOURCE_EXHAUSTED, "too many")
+
+
+async def test_a_message_quoting_a_huge_input_is_cut_to_fit_the_status_header() -> None:
+    async def work() -> None:
+        raise Missing(f"market {'x' * 20_000!r} not found")
+
+    status = await status_of(work)
+    assert status is not None and status[0] == grpc.StatusCode.NOT_FOUND
+    assert len(status[1]) == 1000 and status[1].startswith("market 'xxx") and status[1].endswith("…")
