@@ -367,9 +367,8 @@ async def _feed(
 
 HISTORY_PARTITIONS = "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'market_odds_history'::regclass"
 HISTORY_COUNT = "SELECT count(*) FROM market_odds_history"
-HISTORY_ESTIMATE = (
-    f"SELECT coalesce(sum(greatest(reltuples, 0)), 0)::bigint FROM pg_class WHERE oid IN ({HISTORY_PARTITIONS})"
-)
+# The live-tuple counter, not reltuples: that stays -1 until a table is analysed (never, with autovacuum off).
+HISTORY_ESTIMATE = f"SELECT coalesce(sum(pg_stat_get_live_tuples(inhrelid)), 0)::bigint FROM ({HISTORY_PARTITIONS}) p"
 HISTORY_BYTES = f"SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM ({HISTORY_PARTITIONS}) p"
 DATABASE_BYTES = "SELECT pg_database_size(current_database())"
 
