@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
@@ -66,8 +66,11 @@ async def replay(
     out: TextIO | None = None,
     err: TextIO | None = None,
     progress_every: float = 1.0,
+    retry_clock: Callable[[], float] = time.monotonic,
+    retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
-    """Submits every line of `source` (a path or "-"); prints a summary; returns the exit code."""
+    """Submits every line of `source` (a path or "-"); prints a summary; returns the exit code.
+    `retry_clock` and `retry_sleep` time the retries of an unavailable ingest (see Submitter)."""
     out = out or sys.stdout
     err = err or sys.stderr
     malformed = _Malformed()
@@ -80,7 +83,7 @@ async def replay(
         else:
             stream = await asyncio.to_thread(open, source, "rb")
             stack.callback(stream.close)
-        async with Submitter(options) as submitter:
+        async with Submitter(options, clock=retry_clock, sleep=retry_sleep) as submitter:
 
             def progress() -> str:
                 c = submitter.counts

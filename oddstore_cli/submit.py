@@ -8,7 +8,7 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -101,8 +101,18 @@ class Submitter:
     snapshot cannot overtake an older one and make it SUPERSEDED. Not for concurrent `submit` callers.
     """
 
-    def __init__(self, options: SubmitOptions, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        options: SubmitOptions,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`clock` and `sleep` time the retries (tests step them instead of waiting out the back-off)."""
         self.options = options
+        self._clock = clock
+        self._sleep = sleep
         self.counts = Counts()
         self.failure: str | None = None
         self._rejections = _Rejections()
@@ -174,7 +184,7 @@ class Submitter:
     async def _send(self, batch: _Batch) -> None:
         assert self._stub is not None, "use Submitter as an async context manager"
         request = ingest_pb2.SubmitSnapshotsRequest(snapshots=batch.snapshots)
-        started = time.monotonic()
+        started = self._clock()
         backoff = FIRST_BACKOFF
         # Hand-written, not tenacity: three outcomes per failure (reject the batch, give up, retry) each
         # with its own accounting, which a retry library would split across callbacks.
@@ -190,7 +200,7 @@ class Submitter:
                     return
                 # Jitter keeps clients that failed together from retrying in lockstep.
                 wait = min(MAX_BACKOFF, backoff) * self._rng.uniform(0.8, 1.2)
-                elapsed = time.monotonic() - started
+                elapsed = self._clock() - started
                 if code not in RETRYABLE:
                     self._give_up(batch, f"{code.name}: {details}")
                     return
@@ -198,7 +208,7 @@ class Submitter:
                     self._give_up(batch, f"{code.name} for {elapsed:.1f} s, retry budget exhausted: {details}")
                     return
                 logger.warning("ingest answered %s (%s); retrying in %.2f s", code.name, details, wait)
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
                 backoff = min(MAX_BACKOFF, backoff * 2)
                 continue
             self._record(batch, response)

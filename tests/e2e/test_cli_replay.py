@@ -115,9 +115,10 @@ def write(tmp_path: Path, lines: list[str]) -> Path:
 
 
 async def run(path: Path, target: str, **options: Any) -> tuple[int, str, str]:
-    batch_size = options.pop("batch_size", 2)
+    replay_options = {k: options.pop(k) for k in ("batch_size", "retry_clock", "retry_sleep") if k in options}
+    replay_options.setdefault("batch_size", 2)
     out, err = io.StringIO(), io.StringIO()
-    code = await replay(str(path), SubmitOptions(target=target, **options), batch_size=batch_size, out=out, err=err)
+    code = await replay(str(path), SubmitOptions(target=target, **options), out=out, err=err, **replay_options)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -181,15 +182,36 @@ async def test_only_the_first_twenty_rejections_are_listed(serve: Any, tmp_path:
     assert "  ... and 10 more" in out
 
 
+class SteppedTime:
+    """The retries' clock, moved only by their back-off sleeps: how long a call takes on a busy machine cannot
+    use up the retry budget."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 async def test_an_ingest_that_stays_unavailable_stops_the_replay_with_exit_two(serve: Any, tmp_path: Path) -> None:
-    fake = FakeIngest(failures=[grpc.StatusCode.UNAVAILABLE] * 1000)
+    fake, time = FakeIngest(failures=[grpc.StatusCode.UNAVAILABLE] * 1000), SteppedTime()
     path = write(tmp_path, [snapshot_line(n) for n in range(1, 11)])
-    code, out, err = await run(path, await serve(fake), retry_seconds=0.5, concurrency=1)
+    code, out, err = await run(
+        path, await serve(fake), retry_seconds=4.5, concurrency=1, retry_clock=time.clock, retry_sleep=time.sleep
+    )
     assert code == 2
     assert "accepted:     0" in out
     assert "not acknowledged: 2" in out
     assert "after line 4: 4 lines not acknowledged; 6 more lines were not read" in err
-    assert fake.calls >= 2
+    # Back-off 0.2, 0.4, 0.8, 1.6 s with ±20 % jitter: at most 3.6 s, within the 4.5 s budget; the next wait (3.2 s,
+    # at least 2.56 after at least 2.4 s) is not, whatever the jitter.
+    assert len(time.slept) == 4 and sum(time.slept) <= 4.5
+    assert fake.calls == 5
 
 
 async def test_a_non_retryable_error_is_not_retried(serve: Any, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ async def backend() -> AsyncIterator[FakeBackend]:
 
 @pytest.fixture(scope="module")
 async def query_client(backend: FakeBackend) -> AsyncIterator[QueryClient]:
-    client = QueryClient(backend.address, deadline_seconds=2.0)
+    client = QueryClient(backend.address, deadline_seconds=TIMEOUT_SECONDS)
     await client.open()
     yield client
     await client.close()

@@ -121,7 +121,7 @@ async def retention_backend() -> AsyncIterator[FakeRetentionBackend]:
 
 @pytest.fixture(scope="module")
 async def query_client(query_backend: FakeBackend) -> AsyncIterator[QueryClient]:
-    client = QueryClient(query_backend.address, deadline_seconds=2.0)
+    client = QueryClient(query_backend.address, deadline_seconds=TIMEOUT_SECONDS)
     await client.open()
     yield client
     await client.close()
@@ -129,7 +129,7 @@ async def query_client(query_backend: FakeBackend) -> AsyncIterator[QueryClient]
 
 @pytest.fixture(scope="module")
 async def retention_client(retention_backend: FakeRetentionBackend) -> AsyncIterator[RetentionClient]:
-    client = RetentionClient(retention_backend.address, deadline_seconds=2.0)
+    client = RetentionClient(retention_backend.address, deadline_seconds=TIMEOUT_SECONDS)
     await client.open()
     yield client
     await client.close()
@@ -677,8 +677,8 @@ async def test_a_retention_service_that_is_down_answers_503_and_health_still_fol
 async def test_the_lifespan_opens_and_closes_the_retention_client(
     query_backend: FakeBackend, retention_backend: FakeRetentionBackend
 ) -> None:
-    retention = RetentionClient(retention_backend.address, deadline_seconds=2.0)
-    app = create_app(QueryClient(query_backend.address, deadline_seconds=2.0), retention)
+    retention = RetentionClient(retention_backend.address, deadline_seconds=TIMEOUT_SECONDS)
+    app = create_app(QueryClient(query_backend.address, deadline_seconds=TIMEOUT_SECONDS), retention)
     async with app.router.lifespan_context(app):
         assert (await retention.get_settings()).odds_retention_days == 14
     with pytest.raises(Unavailable, match="not open"):

@@ -30,6 +30,7 @@ from services.gateway.app import create_app
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
 from tests.gateway_fakes import fake_backends_in_thread
+from tests.polling import TIMEOUT_SECONDS
 
 # schemathesis.pytest.from_fixture (the lazy loader) does not work with this pytest (it sets a private node
 # attribute that pytest 9 no longer has), hence the schema from the app's own OpenAPI document.
@@ -42,7 +43,8 @@ schema = schemathesis.openapi.from_dict(
 def gateway() -> Iterator[FastAPI]:
     with fake_backends_in_thread() as (query, retention):
         yield create_app(
-            QueryClient(query.address, deadline_seconds=2.0), RetentionClient(retention.address, deadline_seconds=2.0)
+            QueryClient(query.address, deadline_seconds=TIMEOUT_SECONDS),
+            RetentionClient(retention.address, deadline_seconds=TIMEOUT_SECONDS),
         )
 
 
@@ -52,7 +54,7 @@ def gateway() -> Iterator[FastAPI]:
 @settings(
     max_examples=int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "25")),
     derandomize=os.environ.get("GATEWAY_FUZZ_RANDOM") != "1",
-    deadline=2000,
+    deadline=None,  # a busy machine may take seconds over one example; the fakes' answers are what is checked
     suppress_health_check=list(HealthCheck),
 )
 def test_the_gateway_never_fails_and_conforms_to_its_own_schema(case: Case[Any], gateway: FastAPI) -> None:

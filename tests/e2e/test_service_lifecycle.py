@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import sys
-import time
 
 import asyncpg
 import grpc
@@ -23,6 +22,7 @@ from services.ingest.config import IngestSettings
 from services.writer import bootstrap as writer_bootstrap
 from services.writer.config import WriterSettings
 from tests.factories import market, new_event_id, now, snapshot
+from tests.polling import eventually
 
 
 async def submit(port: int, snapshots: list[snapshot_pb2.Snapshot]) -> ingest_pb2.SubmitSnapshotsResponse:
@@ -106,16 +106,15 @@ async def test_sigterm_reports_not_serving_then_stops_cleanly(migrated_dsn: str)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 30
-            while True:
+
+            async def serving() -> bool:
                 try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
                 except grpc.aio.AioRpcError:
-                    pass
-                assert time.monotonic() < deadline, "writer never became healthy"
-                await asyncio.sleep(0.1)
+                    return False  # not listening yet
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+            await eventually(serving, "the writer process reporting SERVING")
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0
         assert process.stderr is not None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +22,7 @@ from services.writer.plan import Status
 from services.writer.writer import Writer
 from tests.conftest import REPO_ROOT
 from tests.factories import market, new_event_id, snapshot, write
+from tests.polling import TIMEOUT_SECONDS, eventually
 
 
 @dataclass
@@ -194,11 +194,11 @@ async def test_an_interrupted_concurrent_detach_is_finalized_and_dropped(pool: a
         task = asyncio.create_task(
             detacher.execute(f"ALTER TABLE market_odds_history DETACH PARTITION {partition_name(old)} CONCURRENTLY")
         )
-        for _ in range(100):
-            waiting = await pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid)
-            if waiting == "Lock":
-                break
-            await asyncio.sleep(0.05)
+
+        async def detach_waits() -> bool:
+            return await pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) == "Lock"
+
+        await eventually(detach_waits, "DETACH CONCURRENTLY waiting for the reader's snapshot")
         await pool.execute("SELECT pg_cancel_backend($1)", pid)
         with pytest.raises(asyncpg.exceptions.QueryCanceledError):
             await task
@@ -367,10 +367,11 @@ async def test_a_second_concurrent_run_is_refused_while_the_first_completes(pool
         )
     retention = Retention(pool, settings(delete_batch=1), FakeClock(now))
     first = asyncio.create_task(retention.run_cleanup("manual", 14, 14))
-    for _ in range(1000):
-        if await pool.fetchval("SELECT count(*) FROM cleanup_runs WHERE status = 'running'"):
-            break
-        await asyncio.sleep(0.01)
+
+    async def first_is_running() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM cleanup_runs WHERE status = 'running'"))
+
+    await eventually(first_is_running, "the first run recorded as running")
     other_process = Retention(pool, settings(), FakeClock(now))
     with pytest.raises(CleanupInProgress, match=r"a cleanup run is already in progress \(run \d+ started at "):
         await other_process.run_cleanup("manual", 14, 14)
@@ -416,23 +417,24 @@ async def test_writers_never_fail_while_partitions_are_created_and_dropped(pool:
 
     task = asyncio.create_task(write_continuously())
     dropped = 0
-    started = time.monotonic()
     try:
-        # Ten days forward, one expired partition dropped each day, then more runs until the writer has had
-        # a few seconds; the clock never reaches the days the writer writes to.
+        # Ten days forward, one expired partition dropped each day, then more runs until the writer has made
+        # 50 more attempts (counted, not timed: a busy machine only makes this take longer); the clock never
+        # reaches the days the writer writes to.
         for _ in range(10):
             clock.advance(timedelta(days=1))
             await retention.ensure_partitions()
             dropped += (await retention.run_cleanup("manual", 14, 14)).counts.history_partitions
-        while time.monotonic() - started < 4:
-            await retention.ensure_partitions()
-            await retention.run_cleanup("manual", 14, 14)
+        target = written + len(failures) + 50
+        async with asyncio.timeout(TIMEOUT_SECONDS):
+            while written + len(failures) < target:
+                await retention.ensure_partitions()
+                await retention.run_cleanup("manual", 14, 14)
     finally:
         stop.set()
         await task
     assert failures == []
     assert dropped == 10
-    assert written > 20
 
 
 SPAWN_RUN = """
@@ -467,15 +469,12 @@ async def test_a_run_killed_mid_way_is_marked_failed_at_the_next_start_and_the_l
         )
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", SPAWN_RUN, dsn, cwd=REPO_ROOT)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        async def run_under_way() -> bool:
             running = await pool.fetchval("SELECT count(*) FROM cleanup_runs WHERE status = 'running'")
-            left = await pool.fetchval("SELECT count(*) FROM odds_snapshots")
-            if running and left < 100000:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the run never got going")
+            return bool(running) and await pool.fetchval("SELECT count(*) FROM odds_snapshots") < 100000
+
+        await eventually(run_under_way, "the spawned run deleting")
         process.send_signal(signal.SIGKILL)  # no chance to record anything
         await asyncio.wait_for(process.wait(), 10)
     finally:
@@ -483,10 +482,11 @@ async def test_a_run_killed_mid_way_is_marked_failed_at_the_next_start_and_the_l
             process.kill()
     assert await pool.fetchval("SELECT status FROM cleanup_runs") == "running"
     # The server notices the dead session (and frees its advisory lock) when the socket closes.
-    for _ in range(100):
-        if not await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"):
-            break
-        await asyncio.sleep(0.05)
+
+    async def lock_freed() -> bool:
+        return not await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+
+    await eventually(lock_freed, "the killed run's advisory lock freed")
 
     now = datetime.now(UTC)
     retention = Retention(pool, settings(), FakeClock(now))

@@ -16,6 +16,7 @@ from oddstore.history_partitions import partition_name
 from services.writer.plan import Status
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot, write
+from tests.polling import TIMEOUT_SECONDS
 
 
 @pytest.fixture
@@ -204,7 +205,7 @@ async def test_changes_are_published_on_the_feed_after_commit(writer: Writer, po
         await write(writer, [snapshot(e, t, [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))])])
         items = []
         while len(items) < 2:
-            items += [i for i in json.loads(await asyncio.wait_for(received.get(), 5)) if i[0] == e]
+            items += [i for i in json.loads(await asyncio.wait_for(received.get(), TIMEOUT_SECONDS)) if i[0] == e]
         assert sorted((i[2], i[3]) for i in items) == [("3743", None), ("5000", 2.5)]
         assert {i[4] for i in items} == {int(t.timestamp() * 1000)}
     finally:
@@ -246,7 +247,7 @@ async def test_a_snapshot_without_changes_still_announces_its_new_confirmation_t
         await write(writer, [snapshot(e, t + timedelta(minutes=5), [market()])])
         items: list[list[object]] = []
         while not any(i[2] is None for i in items):
-            items += [i for i in json.loads(await asyncio.wait_for(received.get(), 5)) if i[0] == e]
+            items += [i for i in json.loads(await asyncio.wait_for(received.get(), TIMEOUT_SECONDS)) if i[0] == e]
         assert items[-1] == [e, "betpawa", None, None, int((t + timedelta(minutes=5)).timestamp() * 1000)]
     finally:
         await conn.remove_listener("oddstore_changes", listener)
