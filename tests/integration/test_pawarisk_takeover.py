@@ -18,6 +18,10 @@ import pytest
 
 from oddstore import codec, migrate
 from oddstore.takeover import OLD_HEAD, OLD_HEAD_COLUMNS, TakeoverRefused
+from oddstore.v1 import query_pb2 as pb
+from services.query import repository as query_repo
+from services.query.cache import OddsCache
+from services.query.grpc_api import QueryServicer
 from services.query.history_repository import HistoryReader
 from services.query.odds import Odds
 from services.retention.config import RetentionSettings
@@ -282,6 +286,35 @@ async def test_new_snapshots_merge_after_the_legacy_points_and_the_last_legacy_s
         after = (await reader.market_changes(pair["event_id"], bumped, "betpawa", current[0]["line"])).points
         assert after[:-1] == before[(bumped, current[0]["line"])]
         assert after[-1].captured_at == later and after[-1].captured_at > after[-2].captured_at
+    finally:
+        await pool.close()
+
+
+async def test_competitor_mode_lists_the_old_competitor_only_events_with_their_countries(old_database: str) -> None:
+    conn = await _connect(old_database)
+    try:
+        rows = await conn.fetch(
+            "SELECT ce.id, ce.sportradar_id, ce.kickoff, ct.country_raw FROM competitor_events ce"
+            " JOIN competitor_tournaments ct ON ct.id = ce.tournament_id"
+            " WHERE ce.betpawa_event_id IS NULL AND ce.deleted_at IS NULL"
+        )
+    finally:
+        await conn.close()
+    assert rows, "the fixture has competitor-only events"
+    clock_now = min(r["kickoff"] for r in rows).replace(tzinfo=UTC) - timedelta(days=1)
+
+    migrate.upgrade(old_database)
+
+    pool = await asyncpg.create_pool(old_database, min_size=1, max_size=2)
+    try:
+        servicer = QueryServicer(OddsCache(), pool, HistoryReader(pool), lambda: clock_now)
+        listed = await servicer._list_events(pb.ListEventsRequest(availability=pb.AVAILABILITY_COMPETITOR))
+        # One entry per match: the records of every platform that carries it are listed together.
+        listed_ids = [-e.id for e in listed.events]
+        assert len(listed_ids) == len({r["sportradar_id"] for r in rows})
+        assert set(listed_ids) <= {r["id"] for r in rows}
+        countries = await query_repo.competitor_countries(pool, clock_now)
+        assert countries == sorted({r["country_raw"] for r in rows if r["country_raw"] is not None})
     finally:
         await pool.close()
 
