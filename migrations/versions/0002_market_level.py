@@ -5,6 +5,7 @@ Revision ID: 0002
 Revises: 0001
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
@@ -12,18 +13,27 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+EVENT_TIMES = ("kickoff", "created_at", "updated_at")
+
+
+def _is_naive(table: str, column: str) -> bool:
+    kind = op.get_bind().scalar(
+        sa.text(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = :t AND column_name = :c"
+        ),
+        {"t": table, "c": column},
+    )
+    return kind == "timestamp without time zone"
+
 
 def upgrade() -> None:
-    # Event metadata is written by the writer from now on: its times become timezone-aware UTC (the
-    # old columns held naive UTC).
-    op.execute(
-        """
-        ALTER TABLE events
-            ALTER COLUMN kickoff TYPE timestamptz USING kickoff AT TIME ZONE 'UTC',
-            ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE 'UTC',
-            ALTER COLUMN updated_at TYPE timestamptz USING updated_at AT TIME ZONE 'UTC'
-        """
-    )
+    # Event metadata is written by the writer from now on: its times become timezone-aware UTC. Only naive
+    # columns (naive UTC) are converted: on one that is already timestamptz, as in the old system's real
+    # head, AT TIME ZONE 'UTC' would yield a naive value cast back in the session's time zone, shifting it.
+    for column in EVENT_TIMES:
+        if _is_naive("events", column):
+            op.execute(f"ALTER TABLE events ALTER COLUMN {column} TYPE timestamptz USING {column} AT TIME ZONE 'UTC'")
     op.execute("CREATE INDEX IF NOT EXISTS events_kickoff_idx ON events (kickoff)")
     op.execute(
         "CREATE UNIQUE INDEX tournaments_sport_name_country_key"

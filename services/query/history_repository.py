@@ -1,7 +1,9 @@
 """SQL for history reads: the new market_odds_history table and the legacy snapshot tables, one query per source.
 
-Legacy timestamps without a time zone hold UTC: they are converted with AT TIME ZONE 'UTC' in SQL, and
-bounds are converted the other way so that the legacy indexes on captured_at stay usable.
+Legacy timestamps without a time zone (competitor snapshots' captured_at) hold UTC: they are converted with
+AT TIME ZONE 'UTC' in SQL, and bounds are converted the other way so that the legacy indexes on captured_at stay
+usable. unavailable_at is timestamptz in both legacy market tables (revision 0005) and is read as it is: AT TIME
+ZONE on a timestamptz would yield a naive value.
 """
 
 from __future__ import annotations
@@ -43,14 +45,14 @@ ORDER BY captured_at
 """
 
 LEGACY_HISTORY = """
-SELECT s.captured_at, m.outcomes::text AS outcomes, m.unavailable_at AT TIME ZONE 'UTC' AS unavailable_at
+SELECT s.captured_at, m.outcomes::text AS outcomes, m.unavailable_at AS unavailable_at
 FROM odds_snapshots s
 JOIN bookmakers b ON b.id = s.bookmaker_id
 JOIN market_odds m ON m.snapshot_id = s.id
 WHERE s.event_id = $1::bigint AND b.slug = $2 AND m.betpawa_market_id = $3
   AND m.line IS NOT DISTINCT FROM $4::float8
 UNION ALL
-SELECT cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text, cm.unavailable_at AT TIME ZONE 'UTC'
+SELECT cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text, cm.unavailable_at
 FROM competitor_events ce
 JOIN competitor_odds_snapshots cs ON cs.competitor_event_id = ce.id
 JOIN competitor_market_odds cm ON cm.snapshot_id = cs.id
@@ -94,7 +96,7 @@ LEGACY_EVENT_AT = """
 SELECT DISTINCT ON (slug, market_id, line) *
 FROM (
     SELECT b.slug, m.betpawa_market_id AS market_id, m.line, s.captured_at, m.outcomes::text AS outcomes,
-           m.unavailable_at AT TIME ZONE 'UTC' AS unavailable_at, m.betpawa_market_name AS market_name,
+           m.unavailable_at AS unavailable_at, m.betpawa_market_name AS market_name,
            m.market_groups::text AS market_groups
     FROM odds_snapshots s
     JOIN bookmakers b ON b.id = s.bookmaker_id
@@ -102,7 +104,7 @@ FROM (
     WHERE s.event_id = $1::bigint AND s.captured_at <= $2::timestamptz
     UNION ALL
     SELECT ce.source, cm.betpawa_market_id, cm.line, cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text,
-           cm.unavailable_at AT TIME ZONE 'UTC', cm.betpawa_market_name, cm.market_groups::text
+           cm.unavailable_at, cm.betpawa_market_name, cm.market_groups::text
     FROM competitor_events ce
     JOIN competitor_odds_snapshots cs ON cs.competitor_event_id = ce.id
     JOIN competitor_market_odds cm ON cm.snapshot_id = cs.id
@@ -141,14 +143,14 @@ FROM t CROSS JOIN LATERAL (
     SELECT DISTINCT ON (slug) *
     FROM (
         SELECT b.slug, s.captured_at, m.outcomes::text AS outcomes,
-               m.unavailable_at AT TIME ZONE 'UTC' AS unavailable_at
+               m.unavailable_at AS unavailable_at
         FROM odds_snapshots s
         JOIN bookmakers b ON b.id = s.bookmaker_id
         JOIN market_odds m ON m.snapshot_id = s.id
         WHERE s.event_id = t.event_id AND s.captured_at <= t.at
           AND m.betpawa_market_id = $3 AND m.line IS NOT DISTINCT FROM $4::float8
         UNION ALL
-        SELECT ce.source, cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text, cm.unavailable_at AT TIME ZONE 'UTC'
+        SELECT ce.source, cs.captured_at AT TIME ZONE 'UTC', cm.outcomes::text, cm.unavailable_at
         FROM competitor_events ce
         JOIN competitor_odds_snapshots cs ON cs.competitor_event_id = ce.id
         JOIN competitor_market_odds cm ON cm.snapshot_id = cs.id

@@ -66,7 +66,7 @@ SELECT event_id, bookmaker_slug, captured_at FROM latest_snapshots WHERE event_i
 # Competitor-only events of the legacy tables (no BetPawa match), kickoff naive UTC.
 COMPETITOR_EVENTS = """
 SELECT ce.id, ce.source, ce.sportradar_id, ce.name, ce.home_team, ce.away_team, ce.kickoff, ce.created_at,
-       ct.id, ct.name, ct.country, s.id, s.name, ce.external_id
+       ct.id, ct.name, ct.country_raw, s.id, s.name, ce.external_id
 FROM competitor_events ce
 JOIN competitor_tournaments ct ON ct.id = ce.tournament_id
 JOIN sports s ON s.id = ct.sport_id
@@ -79,7 +79,7 @@ WHERE ce.betpawa_event_id IS NULL AND ce.deleted_at IS NULL
 # page's events (measured: 85 ms against 2.4 ms for 150 events with 1,000 snapshots each).
 COMPETITOR_LATEST_ODDS = """
 SELECT l.competitor_event_id, l.captured_at AT TIME ZONE 'UTC', l.has_odds,
-       m.betpawa_market_id, m.line, m.betpawa_market_name, m.outcomes::text, m.unavailable_at AT TIME ZONE 'UTC'
+       m.betpawa_market_id, m.line, m.betpawa_market_name, m.outcomes::text, m.unavailable_at
 FROM unnest($1::int[]) AS p(id)
 CROSS JOIN LATERAL (
     SELECT s.id, s.competitor_event_id, s.captured_at,
@@ -104,10 +104,10 @@ WHERE lower(t.name) IN (
 ORDER BY t.name, t.id
 """
 COMPETITOR_COUNTRIES = """
-SELECT DISTINCT ct.country FROM competitor_tournaments ct
+SELECT DISTINCT ct.country_raw FROM competitor_tournaments ct
 JOIN competitor_events ce ON ce.tournament_id = ct.id
-WHERE ce.betpawa_event_id IS NULL AND ce.deleted_at IS NULL AND ce.kickoff > $1 AND ct.country IS NOT NULL
-ORDER BY ct.country
+WHERE ce.betpawa_event_id IS NULL AND ce.deleted_at IS NULL AND ce.kickoff > $1 AND ct.country_raw IS NOT NULL
+ORDER BY ct.country_raw
 """
 
 

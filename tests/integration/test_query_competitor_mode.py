@@ -28,7 +28,7 @@ OTHER_LINE: tuple[Odds, ...] = (("Over", 1.2, True), ("Under", 4.0, True))
 BTTS: tuple[Odds, ...] = (("Yes", 1.8, True), ("No", 1.9, True))
 DOUBLE_CHANCE: tuple[Odds, ...] = (("1X", 1.3, True), ("X2", 1.7, True), ("12", 1.25, True))
 
-# (market_id, line, outcomes, unavailable_at as stored: naive UTC)
+# (market_id, line, outcomes, unavailable_at as stored: timestamptz)
 LegacyMarket = tuple[str, float | None, tuple[Odds, ...], datetime | None]
 
 
@@ -74,7 +74,7 @@ class Legacy:
         token = f"cmp{uuid.uuid4().hex[:10]}"
         sport_id = await pool.fetchval("SELECT id FROM sports WHERE name = 'Football'")
         tournament_id = await pool.fetchval(
-            "INSERT INTO competitor_tournaments (source, external_id, name, country, sport_id)"
+            "INSERT INTO competitor_tournaments (source, external_id, name, country_raw, sport_id)"
             " VALUES ('sportybet', $1, 'Premier League', 'England', $2) RETURNING id",
             token,
             sport_id,
@@ -154,7 +154,7 @@ async def test_each_platform_shows_the_inline_odds_of_its_latest_snapshot(pool: 
             ("3743", None, ONE_X_TWO, None),
             ("5000", 1.5, OTHER_LINE, None),
             ("5000", 2.5, OVER_UNDER, None),
-            ("3795", None, BTTS, gone),
+            ("3795", None, BTTS, aware(gone)),
             ("4693", None, DOUBLE_CHANCE, None),
             ("1234", None, ONE_X_TWO, None),
         ],

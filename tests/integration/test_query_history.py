@@ -51,14 +51,14 @@ def legacy_json(outcomes: tuple[Odds, ...]) -> str:
     return json.dumps([{"name": n, "odds": o, "is_active": a} for n, o, a in outcomes])
 
 
-# (market_id, line, outcomes, unavailable_at as stored: naive)
+# (market_id, line, outcomes, unavailable_at as stored: timestamptz)
 LegacyMarket = tuple[str, float | None, tuple[Odds, ...], datetime | None]
 
 
 async def legacy_betpawa_table(
     pool: asyncpg.Pool, event_id: int, slug: str, captured_at: datetime, markets: list[LegacyMarket]
 ) -> None:
-    """One snapshot in odds_snapshots ⨝ market_odds (captured_at is timestamptz there, unavailable_at naive)."""
+    """One snapshot in odds_snapshots ⨝ market_odds (captured_at and unavailable_at are timestamptz there)."""
     bookmaker_id = await pool.fetchval("SELECT id FROM bookmakers WHERE slug = $1", slug)
     snapshot_id = await pool.fetchval(
         "INSERT INTO odds_snapshots (event_id, bookmaker_id, captured_at) VALUES ($1, $2, $3) RETURNING id",
@@ -165,7 +165,7 @@ async def build_world(pool: asyncpg.Pool, event_id: int | None = None, tournamen
     await legacy_betpawa_table(pool, e, "betpawa", w.at(0), [("3743", None, A, None), ("5000", 2.5, O1, None)])
     await legacy_betpawa_table(pool, e, "betpawa", w.at(5), [("3743", None, A, None), ("5000", 2.5, O1, None)])
     await legacy_betpawa_table(pool, e, "betpawa", w.at(10), [("3743", None, B, None)])
-    await legacy_betpawa_table(pool, e, "betpawa", w.at(15), [("3743", None, B, naive(w.at(15)))])
+    await legacy_betpawa_table(pool, e, "betpawa", w.at(15), [("3743", None, B, w.at(15))])
     await legacy_betpawa_table(pool, e, "betpawa", w.at(60), [("3743", None, B, None)])
     ce = await competitor_event(pool, e, "sportybet")
     await legacy_competitor(pool, ce, w.at(2), [("3743", None, C, None)])

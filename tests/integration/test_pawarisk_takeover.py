@@ -1,0 +1,389 @@
+"""Taking over a real old-system database: the pawaRisk fixture restored, the one upgrade command, every legacy
+read right, and the way back. Expected values are computed here from the fixture's raw tables, not by our code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from oddstore import codec, migrate
+from oddstore.takeover import OLD_HEAD, OLD_HEAD_COLUMNS, TakeoverRefused
+from oddstore.v1 import query_pb2 as pb
+from services.query import repository as query_repo
+from services.query.cache import OddsCache
+from services.query.grpc_api import QueryServicer
+from services.query.history_repository import HistoryReader
+from services.query.odds import Odds
+from services.retention.config import RetentionSettings
+from services.retention.retention import Retention
+from services.writer.writer import Status, Writer
+from tests.factories import market, snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+DUMP = Path(os.environ.get("PAWARISK_HEAD_DUMP", REPO.parent / "shared" / "fixtures" / "pawarisk-head.dump"))
+
+MarketKey = tuple[int, str, str, float | None]  # (event_id, bookmaker_slug, market_id, line)
+State = tuple[tuple[Odds, ...], bool, datetime | None]  # (sorted outcomes, available, unavailable_at)
+
+
+def _skip_reason() -> str | None:
+    if not DUMP.is_file():
+        return f"SKIPPED LOUDLY: the pawaRisk fixture is not at {DUMP} (set PAWARISK_HEAD_DUMP to its path)"
+    if shutil.which("pg_restore") is None:
+        return "SKIPPED LOUDLY: pg_restore is not on PATH, the pawaRisk fixture cannot be restored"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+
+
+@pytest.fixture
+def old_database(make_database: Callable[[], str]) -> str:
+    dsn = make_database()
+    subprocess.run(["pg_restore", "--no-owner", "--exit-on-error", "-d", dsn, str(DUMP)], check=True)
+    return dsn
+
+
+async def _connect(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings={"timezone": "UTC"})
+
+
+def _outcomes(raw: str) -> tuple[Odds, ...]:
+    # Thousandths, as stored; missing odds 0 and a missing flag active, as the old system wrote them.
+    return tuple(
+        sorted(
+            (str(o["name"]), round(float(o.get("odds") or 0) * 1000) / 1000, bool(o.get("is_active", True)))
+            for o in json.loads(raw)
+        )
+    )
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    return None if t is None else (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC))
+
+
+async def legacy_observations(dsn: str) -> dict[MarketKey, list[tuple[datetime, int, State]]]:
+    """Every market row of every legacy snapshot, read from the old schema as it is."""
+    conn = await _connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT s.event_id, b.slug, m.betpawa_market_id, m.line, s.captured_at, s.id, m.outcomes::text,
+                   m.unavailable_at
+            FROM odds_snapshots s JOIN bookmakers b ON b.id = s.bookmaker_id JOIN market_odds m ON m.snapshot_id = s.id
+            UNION ALL
+            SELECT ce.betpawa_event_id, ce.source, m.betpawa_market_id, m.line, s.captured_at, s.id, m.outcomes::text,
+                   m.unavailable_at
+            FROM competitor_odds_snapshots s JOIN competitor_events ce ON ce.id = s.competitor_event_id
+            JOIN competitor_market_odds m ON m.snapshot_id = s.id
+            WHERE ce.betpawa_event_id IS NOT NULL AND ce.deleted_at IS NULL
+            """
+        )
+    finally:
+        await conn.close()
+    found: dict[MarketKey, list[tuple[datetime, int, State]]] = defaultdict(list)
+    for event_id, slug, market_id, line, captured_at, snapshot_id, outcomes, unavailable_at in rows:
+        at = _utc(captured_at)
+        assert at is not None
+        gone = _utc(unavailable_at)
+        found[(event_id, slug, market_id, line)].append((at, snapshot_id, (_outcomes(outcomes), gone is None, gone)))
+    return found
+
+
+def changes(observations: list[tuple[datetime, int, State]]) -> list[tuple[datetime, State]]:
+    """Consecutive snapshots with the same odds and availability are one change point."""
+    points: list[tuple[datetime, State]] = []
+    for at, _, state in sorted(observations, key=lambda o: (o[0], o[1])):
+        if not points or points[-1][1][:2] != state[:2]:
+            points.append((at, state))
+    return points
+
+
+async def table_fingerprints(dsn: str, tables: list[str]) -> dict[str, tuple[int, str]]:
+    conn = await _connect(dsn)
+    try:
+        return {
+            t: tuple(
+                await conn.fetchrow(
+                    f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
+                )
+            )  # type: ignore[misc]
+            for t in tables
+        }
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Africa/Lagos"])
+async def test_the_fixture_upgrades_with_one_command_and_every_legacy_point_reads_as_stored(
+    old_database: str, zone: str
+) -> None:
+    observed = await legacy_observations(old_database)
+    assert observed, "the fixture has legacy snapshots"
+    conn = await _connect(old_database)
+    try:
+        # Every session of the upgrade and of the reads runs in this zone.
+        await conn.execute(f"ALTER DATABASE \"{_dbname(old_database)}\" SET timezone TO '{zone}'")
+        kickoffs_before = {r[0]: r[1] for r in await conn.fetch("SELECT id, kickoff FROM events")}
+    finally:
+        await conn.close()
+
+    migrate.upgrade(old_database)
+
+    pool = await asyncpg.create_pool(old_database, min_size=1, max_size=2)
+    try:
+        assert await pool.fetchval("SHOW timezone") == zone
+        assert {r[0]: r[1] for r in await pool.fetch("SELECT id, kickoff FROM events")} == kickoffs_before
+        reader = HistoryReader(pool)
+        for (event_id, slug, market_id, line), rows in observed.items():
+            got = await reader.market_changes(event_id, market_id, slug, line)
+            expected = changes(rows)
+            assert [(p.captured_at, tuple(sorted(p.outcomes)), p.available, p.unavailable_at) for p in got.points] == [
+                (at, *state) for at, state in expected
+            ], (event_id, slug, market_id, line)
+    finally:
+        await pool.close()
+
+
+def _dbname(dsn: str) -> str:
+    return dsn.rsplit("/", 1)[-1].split("?", 1)[0]
+
+
+async def shown_before_upgrade(dsn: str) -> dict[tuple[int, str], dict[tuple[str, float | None], State]]:
+    """What the old system showed per (event, bookmaker): its latest legacy snapshot, or its v2.9 current rows
+    where those were confirmed at or after that snapshot."""
+    observed = await legacy_observations(dsn)
+    latest: dict[tuple[int, str], tuple[datetime, int]] = {}
+    for (event_id, slug, _, _), rows in observed.items():
+        for at, snapshot_id, _ in rows:
+            latest[(event_id, slug)] = max(latest.get((event_id, slug), (at, snapshot_id)), (at, snapshot_id))
+    shown: dict[tuple[int, str], dict[tuple[str, float | None], State]] = defaultdict(dict)
+    for (event_id, slug, market_id, line), rows in observed.items():
+        for at, snapshot_id, state in rows:
+            if (at, snapshot_id) == latest[(event_id, slug)]:
+                shown[(event_id, slug)][(market_id, line)] = state
+    conn = await _connect(dsn)
+    try:
+        v29 = await conn.fetch(
+            "SELECT c.event_id, c.bookmaker_slug, c.betpawa_market_id, c.line, c.outcomes::text, c.unavailable_at,"
+            " max(c.last_confirmed_at) OVER (PARTITION BY c.event_id, c.bookmaker_slug) AS confirmed"
+            " FROM market_odds_current c"
+        )
+    finally:
+        await conn.close()
+    replaced: set[tuple[int, str]] = set()
+    for event_id, slug, market_id, line, outcomes, unavailable_at, confirmed in v29:
+        pair = (event_id, slug)
+        if pair in latest and latest[pair][0] > confirmed:
+            continue
+        if pair not in replaced:
+            shown[pair], replaced = {}, replaced | {pair}
+        shown[pair][(market_id, line)] = (_outcomes(outcomes), unavailable_at is None, unavailable_at)
+    return shown
+
+
+async def test_the_odds_shown_before_the_upgrade_are_the_current_odds_after_it_and_v29_history_is_carried_over(
+    old_database: str,
+) -> None:
+    shown = await shown_before_upgrade(old_database)
+    conn = await _connect(old_database)
+    try:
+        v29_history = await conn.fetch(
+            "SELECT event_id, bookmaker_slug, betpawa_market_id, line, captured_at, outcomes::text"
+            " FROM market_odds_history"
+        )
+    finally:
+        await conn.close()
+    assert v29_history, "the fixture has v2.9 history rows"
+
+    migrate.upgrade(old_database)
+
+    pool = await asyncpg.create_pool(old_database, min_size=1, max_size=2)
+    try:
+        reader = HistoryReader(pool)
+        for (event_id, slug), markets in shown.items():
+            for (market_id, line), (outcomes, available, unavailable_at) in markets.items():
+                state = (await reader.market_current(event_id, market_id, slug, line)).state
+                assert state is not None, (event_id, slug, market_id, line)
+                assert (tuple(sorted(state.outcomes)), state.unavailable_at is None, state.unavailable_at) == (
+                    outcomes,
+                    available,
+                    unavailable_at,
+                ), (event_id, slug, market_id, line)
+        rows = {
+            (r[0], r[1]): r[2]
+            for r in await pool.fetch(
+                "SELECT event_id, bookmaker_slug, count(*) FROM market_odds_current GROUP BY 1, 2"
+            )
+        }
+        assert rows == {pair: len(markets) for pair, markets in shown.items()}
+        for event_id, slug, market_id, line, captured_at, outcomes in v29_history:
+            points = (await reader.market_changes(event_id, market_id, slug, line)).points
+            assert (captured_at, _outcomes(outcomes), True) in [
+                (p.captured_at, tuple(sorted(p.outcomes)), p.available) for p in points
+            ]
+        assert await pool.fetchval("SELECT count(*) FROM pawarisk_market_odds_history") == len(v29_history)
+    finally:
+        await pool.close()
+
+
+async def test_new_snapshots_merge_after_the_legacy_points_and_the_last_legacy_state_is_no_change(
+    old_database: str,
+) -> None:
+    migrate.upgrade(old_database)
+    pool = await asyncpg.create_pool(old_database, min_size=1, max_size=4)
+    try:
+        pair = await pool.fetchrow(
+            "SELECT l.event_id, l.captured_at, e.sportradar_id, e.name, e.home_team, e.away_team, e.kickoff,"
+            " t.name AS tournament, t.country, s.name AS sport"
+            " FROM latest_snapshots l JOIN events e ON e.id = l.event_id JOIN tournaments t ON t.id = e.tournament_id"
+            " JOIN sports s ON s.id = t.sport_id WHERE l.bookmaker_slug = 'betpawa' ORDER BY l.event_id LIMIT 1"
+        )
+        current = await pool.fetch(
+            "SELECT market_id, line, outcomes FROM market_odds_current"
+            " WHERE event_id = $1 AND bookmaker_slug = 'betpawa' AND unavailable_at IS NULL ORDER BY market_id, line",
+            pair["event_id"],
+        )
+        reader = HistoryReader(pool)
+
+        def markets(bump: str | None) -> list[Any]:
+            out = []
+            for r in current:
+                decoded = codec.decode(r["outcomes"])
+                odds = tuple(codec.from_milli(m) + (0.5 if r["market_id"] == bump else 0) for _, m, _ in decoded)
+                out.append(market(r["market_id"], r["line"], odds, tuple(n for n, _, _ in decoded)))
+            return out
+
+        event = {
+            k: pair[k]
+            for k in ("sportradar_id", "name", "home_team", "away_team", "kickoff", "tournament", "country", "sport")
+        }
+        before = {
+            (r["market_id"], r["line"]): (
+                await reader.market_changes(pair["event_id"], r["market_id"], "betpawa", r["line"])
+            ).points
+            for r in current
+        }
+        history_rows = await pool.fetchval("SELECT count(*) FROM market_odds_history")
+        same = snapshot(pair["event_id"], pair["captured_at"] + timedelta(minutes=5), markets(None), **event)
+        assert [r.status for r in await Writer(pool).write_snapshots([same])] == [Status.ACCEPTED]
+        assert await pool.fetchval("SELECT count(*) FROM market_odds_history") == history_rows
+
+        bumped = current[0]["market_id"]
+        later = pair["captured_at"] + timedelta(minutes=10)
+        changed = snapshot(pair["event_id"], later, markets(bumped), **event)
+        assert [r.status for r in await Writer(pool).write_snapshots([changed])] == [Status.ACCEPTED]
+        after = (await reader.market_changes(pair["event_id"], bumped, "betpawa", current[0]["line"])).points
+        assert after[:-1] == before[(bumped, current[0]["line"])]
+        assert after[-1].captured_at == later and after[-1].captured_at > after[-2].captured_at
+    finally:
+        await pool.close()
+
+
+async def test_competitor_mode_lists_the_old_competitor_only_events_with_their_countries(old_database: str) -> None:
+    conn = await _connect(old_database)
+    try:
+        rows = await conn.fetch(
+            "SELECT ce.id, ce.sportradar_id, ce.kickoff, ct.country_raw FROM competitor_events ce"
+            " JOIN competitor_tournaments ct ON ct.id = ce.tournament_id"
+            " WHERE ce.betpawa_event_id IS NULL AND ce.deleted_at IS NULL"
+        )
+    finally:
+        await conn.close()
+    assert rows, "the fixture has competitor-only events"
+    clock_now = min(r["kickoff"] for r in rows).replace(tzinfo=UTC) - timedelta(days=1)
+
+    migrate.upgrade(old_database)
+
+    pool = await asyncpg.create_pool(old_database, min_size=1, max_size=2)
+    try:
+        servicer = QueryServicer(OddsCache(), pool, HistoryReader(pool), lambda: clock_now)
+        listed = await servicer._list_events(pb.ListEventsRequest(availability=pb.AVAILABILITY_COMPETITOR))
+        # One entry per match: the records of every platform that carries it are listed together.
+        listed_ids = [-e.id for e in listed.events]
+        assert len(listed_ids) == len({r["sportradar_id"] for r in rows})
+        assert set(listed_ids) <= {r["id"] for r in rows}
+        countries = await query_repo.competitor_countries(pool, clock_now)
+        assert countries == sorted({r["country_raw"] for r in rows if r["country_raw"] is not None})
+    finally:
+        await pool.close()
+
+
+async def test_a_cleanup_run_completes_over_the_taken_over_database(old_database: str) -> None:
+    migrate.upgrade(old_database)
+    pool = await asyncpg.create_pool(old_database, min_size=1, max_size=4)
+    try:
+        newest = await pool.fetchval("SELECT max(kickoff) FROM events")
+        # Far enough ahead that every event and snapshot of the fixture has expired.
+        clock_now = newest + timedelta(days=400)
+        retention = Retention(pool, RetentionSettings(lock_timeout=5.0, delete_batch=7), lambda: clock_now)
+        result = await retention.run_cleanup()
+        assert await pool.fetchval("SELECT status FROM cleanup_runs ORDER BY id DESC LIMIT 1") == "completed"
+        assert await pool.fetchval("SELECT count(*) FROM events") == 0
+        assert await pool.fetchval("SELECT count(*) FROM competitor_events") == 0
+        assert await pool.fetchval("SELECT count(*) FROM market_odds_current") == 0
+        assert result is not None
+    finally:
+        await pool.close()
+
+
+async def test_upgrade_then_downgrade_to_the_old_head_gives_the_old_tables_back_as_they_were(old_database: str) -> None:
+    tables = sorted(set(OLD_HEAD_COLUMNS) | {"alembic_version"})
+    before = await table_fingerprints(old_database, tables)
+
+    migrate.upgrade(old_database)
+    migrate.downgrade(old_database, OLD_HEAD)
+
+    assert await table_fingerprints(old_database, tables) == before
+    conn = await _connect(old_database)
+    try:
+        leftovers = await conn.fetch(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'pawarisk%' OR relname IN ('latest_snapshots')"
+        )
+    finally:
+        await conn.close()
+    assert leftovers == []
+
+
+async def test_a_schema_that_differs_from_the_claimed_old_head_is_refused_and_left_unchanged(
+    old_database: str,
+) -> None:
+    conn = await _connect(old_database)
+    try:
+        await conn.execute("ALTER TABLE tournaments DROP COLUMN sportradar_id")
+        await conn.execute("ALTER TABLE market_odds ALTER COLUMN line TYPE numeric")
+    finally:
+        await conn.close()
+
+    with pytest.raises(TakeoverRefused) as refused:
+        migrate.upgrade(old_database)
+
+    assert "tournaments.sportradar_id" in str(refused.value)
+    assert "market_odds.line is numeric" in str(refused.value)
+    conn = await _connect(old_database)
+    try:
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == OLD_HEAD
+        assert await conn.fetchval("SELECT to_regclass('pawarisk_market_odds_current')") is None
+    finally:
+        await conn.close()
+
+
+async def test_an_earlier_old_revision_is_refused_naming_the_head_to_reach_first(old_database: str) -> None:
+    conn = await _connect(old_database)
+    try:
+        await conn.execute("UPDATE alembic_version SET version_num = 'n8o7p0q1r2s3'")
+    finally:
+        await conn.close()
+
+    with pytest.raises(TakeoverRefused, match=OLD_HEAD):
+        migrate.upgrade(old_database)
