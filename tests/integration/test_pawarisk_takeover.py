@@ -11,9 +11,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
+import grpc
 import pytest
 
 from oddstore import codec, migrate
@@ -26,8 +27,11 @@ from services.query.history_repository import HistoryReader
 from services.query.odds import Odds
 from services.retention.config import RetentionSettings
 from services.retention.retention import Retention
-from services.writer.writer import Status, Writer
-from tests.factories import market, snapshot
+from services.writer.plan import Status
+from services.writer.writer import Writer
+from tests.factories import market, snapshot, write
+
+NO_CONTEXT = cast(grpc.aio.ServicerContext, None)  # a servicer uses its context only to abort
 
 REPO = Path(__file__).resolve().parents[2]
 DUMP = Path(os.environ.get("PAWARISK_HEAD_DUMP", REPO.parent / "shared" / "fixtures" / "pawarisk-head.dump"))
@@ -276,13 +280,13 @@ async def test_new_snapshots_merge_after_the_legacy_points_and_the_last_legacy_s
         }
         history_rows = await pool.fetchval("SELECT count(*) FROM market_odds_history")
         same = snapshot(pair["event_id"], pair["captured_at"] + timedelta(minutes=5), markets(None), **event)
-        assert [r.status for r in await Writer(pool).write_snapshots([same])] == [Status.ACCEPTED]
+        assert [r.status for r in await write(Writer(pool), [same])] == [Status.ACCEPTED]
         assert await pool.fetchval("SELECT count(*) FROM market_odds_history") == history_rows
 
         bumped = current[0]["market_id"]
         later = pair["captured_at"] + timedelta(minutes=10)
         changed = snapshot(pair["event_id"], later, markets(bumped), **event)
-        assert [r.status for r in await Writer(pool).write_snapshots([changed])] == [Status.ACCEPTED]
+        assert [r.status for r in await write(Writer(pool), [changed])] == [Status.ACCEPTED]
         after = (await reader.market_changes(pair["event_id"], bumped, "betpawa", current[0]["line"])).points
         assert after[:-1] == before[(bumped, current[0]["line"])]
         assert after[-1].captured_at == later and after[-1].captured_at > after[-2].captured_at
@@ -308,7 +312,7 @@ async def test_competitor_mode_lists_the_old_competitor_only_events_with_their_c
     pool = await asyncpg.create_pool(old_database, min_size=1, max_size=2)
     try:
         servicer = QueryServicer(OddsCache(), pool, HistoryReader(pool), lambda: clock_now)
-        listed = await servicer._list_events(pb.ListEventsRequest(availability=pb.AVAILABILITY_COMPETITOR))
+        listed = await servicer.ListEvents(pb.ListEventsRequest(availability=pb.AVAILABILITY_COMPETITOR), NO_CONTEXT)
         # One entry per match: the records of every platform that carries it are listed together.
         listed_ids = [-e.id for e in listed.events]
         assert len(listed_ids) == len({r["sportradar_id"] for r in rows})
