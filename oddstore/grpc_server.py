@@ -21,42 +21,6 @@ from oddstore.text import unstorable
 logger = logging.getLogger(__name__)
 
 
-class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Counts every unary call by method and status code, and times it."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method = details.method
-        inner = handler.unary_unary
-
-        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start = time.perf_counter()
-            code = "OK"
-            try:
-                return await inner(request, context)
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except BaseException:
-                code = context.code().name if context.code() is not None else "UNKNOWN"
-                raise
-            finally:
-                metrics.GRPC_REQUESTS.labels(method, code).inc()
-                metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - start)
-
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
 def unstorable_field(message: Message, prefix: str = "") -> str | None:
     """ "field: reason" for the first string of `message`, nested messages included, that PostgreSQL
     text cannot hold (oddstore.text), else None."""
@@ -75,9 +39,13 @@ def unstorable_field(message: Message, prefix: str = "") -> str | None:
     return None
 
 
-class _TextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Answers INVALID_ARGUMENT, naming the field, to a request with a string no query could use
-    (a NUL makes PostgreSQL fail the statement): the caller's fault, never an INTERNAL of ours."""
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts every unary call by method and status code, and times it. With `check_text`, a request
+    with a string no query could use (a NUL makes PostgreSQL fail the statement) is first answered
+    INVALID_ARGUMENT naming the field: the caller's fault, never an INTERNAL of ours."""
+
+    def __init__(self, check_text: bool) -> None:
+        self._check_text = check_text
 
     async def intercept_service(
         self,
@@ -87,16 +55,30 @@ class _TextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
+        method = details.method
         inner = handler.unary_unary
+        check_text = self._check_text
 
-        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            problem = unstorable_field(request)
-            if problem is not None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-            return await inner(request, context)
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                problem = unstorable_field(request) if check_text else None
+                if problem is not None:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+                return await inner(request, context)
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except BaseException:
+                code = context.code().name if context.code() is not None else "UNKNOWN"
+                raise
+            finally:
+                metrics.GRPC_REQUESTS.labels(method, code).inc()
+                metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - start)
 
         return grpc.unary_unary_rpc_method_handler(
-            checked,
+            timed,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -143,10 +125,7 @@ def create_server(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
-    interceptors: list[grpc.aio.ServerInterceptor] = [_MetricsInterceptor()]
-    if check_text:
-        interceptors.append(_TextInterceptor())
-    server = grpc.aio.server(interceptors=interceptors, options=options)
+    server = grpc.aio.server(interceptors=[_UnaryInterceptor(check_text)], options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
