@@ -15,6 +15,7 @@ from oddstore.convert import to_timestamp
 from oddstore.text import unstorable
 from oddstore.v1 import query_pb2
 from services.gateway.query_client import QueryClient
+from services.gateway.retention_client import RetentionClient
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MAX = 2**31 - 1
@@ -69,6 +70,14 @@ def get_query(request: Request) -> QueryClient:
 
 
 QueryDep = Annotated[QueryClient, Depends(get_query)]
+
+
+def get_retention(request: Request) -> RetentionClient:
+    client: RetentionClient = request.app.state.retention
+    return client
+
+
+RetentionDep = Annotated[RetentionClient, Depends(get_retention)]
 
 
 BookmakerSlugQuery = Annotated[str, Query(description="betpawa, sportybet or bet9ja", examples=["betpawa"])]

@@ -7,7 +7,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.gateway import models
 from services.gateway.query_client import Conflict, InvalidArgument, NotFound, QueryFailed, Unavailable
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """An error answer in the OpenAPI document: its body model and what it means."""
+    return {"model": models.ErrorDetail, "description": description}
+
+
+def upstream_errors(service: str) -> dict[int | str, dict[str, Any]]:
+    """The answers a route gives when the service behind it fails or cannot be reached."""
+    return {
+        502: error_response(f"the {service} service failed"),
+        503: error_response(f"the {service} service is unavailable or did not answer in time"),
+    }
 
 
 def _validation_error(message: str) -> list[dict[str, Any]]:

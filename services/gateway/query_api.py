@@ -4,7 +4,7 @@ service."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
@@ -26,6 +26,7 @@ from services.gateway.dependencies import (
     QueryDep,
     UtcInstant,
 )
+from services.gateway.errors import error_response, upstream_errors
 from services.gateway.query_client import NotFound, QueryClient
 
 
@@ -53,16 +54,7 @@ _AVAILABILITY_PB = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": models.ErrorDetail, "description": description}
-
-
-UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
-    502: _error("the query service failed"),
-    503: _error("the query service is unavailable or did not answer in time"),
-}
-
-router = APIRouter(prefix="/api", responses=UPSTREAM_ERRORS)
+router = APIRouter(prefix="/api", responses=upstream_errors("query"))
 
 
 @router.get("/events", response_model=models.MatchedEventList, tags=["events"])
@@ -128,7 +120,7 @@ async def list_countries(query: QueryDep, availability: ListAvailability = ListA
 @router.get(
     "/events/{event_id}",
     response_model=models.EventDetailResponse,
-    responses={404: _error("unknown event")},
+    responses={404: error_response("unknown event")},
     tags=["events"],
 )
 async def get_event(query: QueryDep, event_id: IdPath) -> Response:
@@ -150,7 +142,7 @@ async def _history(query: QueryClient, request: query_pb2.GetMarketHistoryReques
 @router.get(
     "/events/{event_id}/markets/{market_id}/history",
     response_model=models.OddsHistoryResponse,
-    responses={404: _error("unknown bookmaker")},
+    responses={404: error_response("unknown bookmaker")},
     tags=["history"],
 )
 async def odds_history(query: QueryDep, request: HistoryRequest) -> Response:
@@ -160,7 +152,7 @@ async def odds_history(query: QueryDep, request: HistoryRequest) -> Response:
 @router.get(
     "/events/{event_id}/markets/{market_id}/margin-history",
     response_model=models.MarginHistoryResponse,
-    responses={404: _error("unknown bookmaker")},
+    responses={404: error_response("unknown bookmaker")},
     tags=["history"],
 )
 async def margin_history(query: QueryDep, request: HistoryRequest) -> Response:
@@ -170,7 +162,7 @@ async def margin_history(query: QueryDep, request: HistoryRequest) -> Response:
 @router.get(
     "/events/{event_id}/at",
     response_model=models.EventAtResponse,
-    responses={404: _error("unknown event")},
+    responses={404: error_response("unknown event")},
     tags=["point in time"],
 )
 async def event_at(
@@ -188,7 +180,7 @@ async def event_at(
 @router.get(
     "/events/{event_id}/markets/{market_id}/time-to-kickoff",
     response_model=models.TimeToKickoffResponse,
-    responses={404: _error("unknown event")},
+    responses={404: error_response("unknown event")},
     tags=["time to kickoff"],
 )
 async def time_to_kickoff(
@@ -212,7 +204,7 @@ async def time_to_kickoff(
 @router.get(
     "/tournaments/{tournament_id}/markets/{market_id}/margin-to-kickoff",
     response_model=models.TournamentMarginToKickoffResponse,
-    responses={404: _error("unknown tournament")},
+    responses={404: error_response("unknown tournament")},
     tags=["time to kickoff"],
 )
 async def tournament_margin_to_kickoff(

@@ -7,39 +7,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 
 from services.gateway import convert, models
+from services.gateway.dependencies import INT64_MAX, INT64_MIN, RetentionDep
+from services.gateway.errors import error_response, upstream_errors
 from services.gateway.query_client import Conflict, NotFound
-from services.gateway.retention_client import RetentionClient
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 CLEANUP_RUNNING = "A cleanup is already running; try again when it has finished"
 ALERT_NOT_FOUND = "Alert not found"
 
 
-def get_retention(request: Request) -> RetentionClient:
-    client: RetentionClient = request.app.state.retention
-    return client
-
-
-RetentionDep = Annotated[RetentionClient, Depends(get_retention)]
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"model": models.ErrorDetail, "description": description}
-
-
-UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
-    502: _error("the retention service failed"),
-    503: _error("the retention service is unavailable or did not answer in time"),
-}
-
-router = APIRouter(prefix="/api", responses=UPSTREAM_ERRORS)
+router = APIRouter(prefix="/api", responses=upstream_errors("retention"))
 
 # FastAPI answers a body it cannot decode (not UTF-8) with 400 {"detail": "There was an error parsing the body"};
 # malformed JSON is a 422.
-BAD_BODY: dict[int | str, dict[str, Any]] = {400: _error("the body could not be decoded")}
+BAD_BODY: dict[int | str, dict[str, Any]] = {400: error_response("the body could not be decoded")}
 
 RetentionDaysQuery = Annotated[int | None, Query(ge=1, le=365, description="missing: the stored setting")]
 
@@ -70,7 +53,7 @@ async def storage_alerts(retention: RetentionDep) -> models.StorageAlertsRespons
 @router.post(
     "/storage/alerts/{alert_id}/resolve",
     response_model=models.StorageAlertItem,
-    responses={404: _error("unknown alert")},
+    responses={404: error_response("unknown alert")},
     tags=["storage"],
 )
 async def resolve_storage_alert(
@@ -108,7 +91,7 @@ async def cleanup_preview(
 @router.post(
     "/cleanup/execute",
     response_model=models.CleanupResultResponse,
-    responses={**BAD_BODY, 409: _error("a cleanup is already running")},
+    responses={**BAD_BODY, 409: error_response("a cleanup is already running")},
     tags=["cleanup"],
 )
 async def cleanup_execute(
