@@ -26,7 +26,7 @@ from tests.factories import market, new_event_id, now, snapshot, write
 
 HOSTILE = st.one_of(
     st.text(st.characters(codec="utf-8"), max_size=40),
-    st.sampled_from(["\x00", "3743\x00", "\x01\x7f", "x" * 20_000, "🏟⚽️", "مباراة\u202e", "-1", "1e400", "NaN"]),
+    st.sampled_from(["\x00", "3743\x00", "\x01\x7f", "x" * 4_000, "🏟⚽️", "مباراة\u202e", "-1", "1e400", "NaN"]),
 )
 
 
