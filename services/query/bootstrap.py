@@ -74,7 +74,7 @@ async def start(settings: QuerySettings, *, history_clock: Callable[[], float] =
         reader, redis, lambda event_id: event_id in cache.events,
         ttl_seconds=settings.redis_ttl_seconds, backoff_seconds=settings.redis_backoff_seconds, clock=history_clock,
     )  # fmt: skip
-    servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history)
+    servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history, updates=feed.updates)
     server = create_server(
         settings.listen,
         lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),

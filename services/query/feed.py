@@ -16,6 +16,7 @@ import asyncpg
 from services.query import metrics
 from services.query import repository as repo
 from services.query.cache import MarketKey, OddsCache, Pair
+from services.query.updates import OddsChanged, Updates
 from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Feed:
         horizon: timedelta,
         sources: Sequence[Source],
         *,
+        updates: Updates | None = None,
         resync_seconds: float = 30.0,
         clock: Callable[[], datetime] = _now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -54,6 +56,7 @@ class Feed:
         self._cache = cache
         self._horizon = horizon
         self._sources = list(sources)
+        self.updates = updates if updates is not None else Updates()
         self._resync_seconds = resync_seconds
         self._clock = clock
         self._sleep = sleep  # of the safety check: tests step it
@@ -161,6 +164,7 @@ class Feed:
         applied = cache.load_rows(rows)
         for event_id, slug, captured_at in pairs:
             cache.confirm(event_id, slug, captured_at)
+        self.updates.publish(odds_changed(batches))
         oldest = min(b.committed_at for b in batches)
         metrics.FEED_LAG_SECONDS.observe(max(0.0, (_now() - oldest).total_seconds()))
         self._record_size()
@@ -184,6 +188,8 @@ class Feed:
         applied = cache.load_rows(rows)
         for event_id, slug, captured_at in stored:
             cache.confirm(event_id, slug, captured_at)
+        times = {(e, slug): at for e, slug, at in stored}
+        self.updates.publish(OddsChanged(e, slug, times[(e, slug)], 0) for e, slug in changed)
         metrics.RESYNCS.inc()
         self.resyncs += 1
         self._record_size()
@@ -213,3 +219,21 @@ class Feed:
     def _record_size(self) -> None:
         metrics.CACHE_EVENTS.set(len(self._cache.events))
         metrics.CACHE_MARKETS.set(self._cache.market_count)
+
+
+def odds_changed(batches: Sequence[Changes]) -> list[OddsChanged]:
+    """One per (event, bookmaker) whose markets the batches changed, at its newest snapshot time (a
+    snapshot that only confirmed unchanged odds is not a change a live client needs)."""
+    found: dict[Pair, OddsChanged] = {}
+    for b in batches:
+        changed = {(e, slug) for e, slug, _key in b.markets}
+        for e, slug, at in b.pairs:
+            if (e, slug) not in changed:
+                continue
+            held = found.get((e, slug))
+            if held is not None:
+                at, count = max(at, held.captured_at), held.snapshots + 1
+            else:
+                count = 1
+            found[(e, slug)] = OddsChanged(e, slug, at, count)
+    return list(found.values())
