@@ -40,6 +40,9 @@ class QueryApp:
     renderer: asyncio.Task[None] | None = field(default=None)
 
     async def stop(self, grace: float) -> None:
+        # Live streams never end by themselves: end them first, or they would hold the drain for the whole
+        # grace period (subscribers reconnect to another replica).
+        self.feed.updates.close()
         await self.server.stop(grace)
         if self.renderer is not None:
             self.renderer.cancel()

@@ -71,7 +71,11 @@ class Feed:
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(source(self._queue.put)) for source in self._sources]
-        await self.warm_up()
+        try:
+            await self.warm_up()
+        except BaseException:
+            await self.stop()
+            raise
         self._tasks += [asyncio.create_task(self._consume()), asyncio.create_task(self._safety_loop())]
 
     async def stop(self) -> None:

@@ -26,7 +26,7 @@ from services.query.rendering import (
     summary_to_pb,
     timestamp_or_none,
 )
-from services.query.updates import Overflow, Updates
+from services.query.updates import Closed, Overflow, Updates
 
 Clock = Callable[[], datetime]
 
@@ -147,6 +147,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 )
         except Overflow as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except Closed:
+            return
         finally:
             self._updates.unsubscribe(subscriber)
 

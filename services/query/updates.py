@@ -23,6 +23,10 @@ class Overflow(Exception):
     """The subscriber holds more unsent keys than allowed: it is too slow to follow."""
 
 
+class Closed(Exception):
+    """The service is stopping: live streams end (they would otherwise hold its drain to the end of the grace)."""
+
+
 class Subscriber:
     """Holds the latest unsent change per (event, bookmaker): a burst of changes to one key costs one
     entry, so the pending set is bounded by the keys that exist, and further by `max_pending`."""
@@ -34,6 +38,7 @@ class Subscriber:
         self._pending: dict[Pair, OddsChanged] = {}
         self._ready = asyncio.Event()
         self.overflowed = False
+        self.closed = False
 
     def wants(self, change: OddsChanged) -> bool:
         return (not self._events or change.event_id in self._events) and (
@@ -55,9 +60,15 @@ class Subscriber:
         self._pending[key] = change
         self._ready.set()
 
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
     async def next(self) -> list[OddsChanged]:
         """Waits for pending changes and takes them all; Overflow once the subscriber fell too far behind."""
         await self._ready.wait()
+        if self.closed:
+            raise Closed("the query service is stopping")
         if self.overflowed:
             raise Overflow(f"more than {self._max_pending} unsent changes: the subscriber reads too slowly")
         self._ready.clear()
@@ -81,6 +92,10 @@ class Updates:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+
+    def close(self) -> None:
+        for s in self._subscribers:
+            s.close()
 
     def publish(self, changes: Iterable[OddsChanged]) -> None:
         if not self._subscribers:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.query.feed import odds_changed
-from services.query.updates import OddsChanged, Overflow, Updates
+from services.query.updates import Closed, OddsChanged, Overflow, Updates
 from services.query.writer_feed import Changes
 
 AT = datetime(2026, 2, 24, 10, tzinfo=UTC)
@@ -40,3 +40,11 @@ async def test_a_subscriber_holding_more_unsent_keys_than_allowed_is_ended() -> 
     updates.publish([OddsChanged(3, "betpawa", AT, 1)])
     with pytest.raises(Overflow):
         await slow.next()
+
+
+async def test_closing_ends_every_waiting_subscriber() -> None:
+    updates = Updates()
+    waiting = updates.subscribe()
+    updates.close()
+    with pytest.raises(Closed):
+        await waiting.next()
