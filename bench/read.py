@@ -337,6 +337,16 @@ async def wait_http(service: ServiceProcess, url: str, within: float = 60.0) -> 
             await asyncio.sleep(0.1)
 
 
+async def wait_following(query: ServiceProcess, metrics_port: int, within: float = 60.0) -> None:
+    """Until the query service follows the writer's change feed: its first stream's resync is done."""
+    deadline = time.monotonic() + within
+    while await scrape_gauge(metrics_port, "oddstore_query_resyncs_total") < 1:
+        query.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"query not following the writer's feed after {within:.0f}s:\n{query.log_tail()}")
+        await asyncio.sleep(0.1)
+
+
 async def run(args: argparse.Namespace, server_url: str, results: Results) -> None:
     server = ReadServer(server_url)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-read-"))
@@ -355,6 +365,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
 
         # The query service, started on the freshly loaded database: its warm-up is timed from process start.
         query_port, query_metrics, gateway_port = free_port(), free_port(), free_port()
+        writer_port, writer_metrics, ingest_port, ingest_metrics = (free_port() for _ in range(4))
         started = time.perf_counter()
         query = ServiceProcess(
             "query",
@@ -363,6 +374,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 "DATABASE_URL": dsn,
                 "QUERY_LISTEN": f"127.0.0.1:{query_port}",
                 "QUERY_METRICS_PORT": str(query_metrics),
+                "QUERY_WRITERS": f"127.0.0.1:{writer_port}",  # started later, for freshness
             },
             log_dir,
         )
@@ -419,7 +431,6 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 )
 
                 # Freshness: the write path joins in.
-                writer_port, writer_metrics, ingest_port, ingest_metrics = (free_port() for _ in range(4))
                 writer = ServiceProcess(
                     "writer",
                     "services.writer.main",
@@ -432,6 +443,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 )
                 services.append(writer)
                 await wait_serving(writer, writer_port, within=180)
+                await wait_following(query, query_metrics)
                 ingest = ServiceProcess(
                     "ingest",
                     "services.ingest.main",

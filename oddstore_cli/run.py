@@ -80,6 +80,7 @@ SERVICES: tuple[Service, ...] = (
         {
             "DATABASE_URL": "{dsn}",
             "QUERY_LISTEN": "127.0.0.1:{query_port}",
+            "QUERY_WRITERS": "127.0.0.1:{writer_port}",
             "QUERY_METRICS_PORT": "{query_metrics_port}",
         },
     ),

@@ -26,6 +26,10 @@ class Proxy:
         self._writers.clear()
         await self._server.wait_closed()
 
+    def retarget(self, port: int) -> None:
+        """New connections go to `port` (a replacement server); open ones stay where they are."""
+        self._target = (self._target[0], port)
+
     async def restore(self) -> None:
         await self.start()
 

@@ -1,6 +1,6 @@
 """The FastAPI application: the query routes (query_api.py) and, with a retention client, the storage, cleanup and
-settings routes (retention_api.py), the error handlers (errors.py) and immediate answers to the UI calls this
-system does not serve.
+settings routes (retention_api.py), the live-odds WebSocket (ws_api.py, fed by live.py), the error handlers
+(errors.py) and immediate answers to the UI calls this system does not serve.
 
 `create_app` is the only way in; the clients are passed in and opened in the lifespan, so importing this
 module opens nothing.
@@ -12,12 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, WebSocket
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from services.gateway import query_api, retention_api
+from services.gateway import query_api, retention_api, ws_api
 from services.gateway.dependencies import reject_unstorable_text
 from services.gateway.errors import add_error_handlers
+from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
 
@@ -32,7 +33,6 @@ OUT_OF_SCOPE: tuple[tuple[str, str], ...] = (
     ("POST", "/api/scheduler/resume"),
     ("GET", "/api/scrape/runs"),
     ("GET", "/api/scrape/runs/active"),
-    ("GET", "/api/ws"),
 )
 OUT_OF_SCOPE_DETAIL = "Not served by this gateway"
 
@@ -41,17 +41,17 @@ async def _out_of_scope() -> JSONResponse:
     return JSONResponse({"detail": OUT_OF_SCOPE_DETAIL}, status_code=404)
 
 
-async def _websocket_out_of_scope(websocket: WebSocket) -> None:
-    # With the denial-response extension (uvicorn has it) the handshake gets a real 404; else a plain refusal.
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse({"detail": OUT_OF_SCOPE_DETAIL}, status_code=404))
-    else:
-        await websocket.close()
-
-
-def create_app(query: QueryClient, retention: RetentionClient | None = None) -> FastAPI:
+def create_app(
+    query: QueryClient,
+    retention: RetentionClient | None = None,
+    *,
+    live: LiveOdds | None = None,
+    ws_idle_seconds: float = 90.0,
+) -> FastAPI:
     """The storage, cleanup and settings routes are mounted only with a retention client (bootstrap always
-    passes one; tests of the query endpoints alone do not)."""
+    passes one; tests of the query endpoints alone do not). `live` feeds the WebSocket (one is made over
+    `query` when not given); it follows the query service while the app's lifespan runs."""
+    live = live if live is not None else LiveOdds(query)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,9 +59,11 @@ def create_app(query: QueryClient, retention: RetentionClient | None = None) -> 
         try:
             if retention is not None:
                 await retention.open()
+            await live.start()
             yield
         finally:
             try:
+                await live.stop()
                 if retention is not None:
                     await retention.close()
             finally:
@@ -73,13 +75,15 @@ def create_app(query: QueryClient, retention: RetentionClient | None = None) -> 
     app = FastAPI(title="oddstore gateway", description=description + ".", version="1", lifespan=lifespan)
     app.state.query = query
     app.state.retention = retention
+    app.state.live = live
+    app.state.ws_idle_seconds = ws_idle_seconds
     checked = [Depends(reject_unstorable_text)]
     app.include_router(query_api.router, dependencies=checked)
     if retention is not None:
         app.include_router(retention_api.router, dependencies=checked)
     for method, path in OUT_OF_SCOPE:
         app.add_api_route(path, _out_of_scope, methods=[method], include_in_schema=False)
-    app.add_api_websocket_route("/api/ws", _websocket_out_of_scope)
+    app.include_router(ws_api.router)
 
     add_error_handlers(app)
     return app

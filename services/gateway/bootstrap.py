@@ -9,6 +9,7 @@ import uvicorn
 
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
 
@@ -24,7 +25,12 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         cleanup_deadline_seconds=settings.cleanup_deadline_seconds,
     )
     config = uvicorn.Config(
-        create_app(query, retention),
+        create_app(
+            query,
+            retention,
+            live=LiveOdds(query, window_seconds=settings.live_window_seconds, max_frames=settings.ws_max_frames),
+            ws_idle_seconds=settings.ws_idle_seconds,
+        ),
         host=settings.host,
         port=settings.port,
         # Logging is ours (oddstore.logs); uvicorn's own dictConfig would replace the root handler.

@@ -29,3 +29,12 @@ class GatewaySettings(CommonSettings):
         gt=0,
         description="deadline of a manual cleanup run: POST /api/cleanup/execute answers when the run has finished",
     )
+    live_window_seconds: float = Field(
+        1.0, gt=0, description="WebSocket odds updates are conflated over this window: one message per updated event"
+    )
+    ws_idle_seconds: float = Field(
+        90.0,
+        gt=0,
+        description="a WebSocket with no frame from the browser for this long is closed (the UI pings every 30 s)",
+    )
+    ws_max_frames: int = Field(10_000, ge=1, description="unsent messages per WebSocket; beyond, the socket is closed")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,17 @@ class QueryClient:
     ) -> query_pb2.TournamentMarginToKickoff:
         response: query_pb2.TournamentMarginToKickoff = await self._call("GetTournamentMarginToKickoff", request)
         return response
+
+    async def subscribe(self, request: query_pb2.SubscribeRequest) -> AsyncIterator[query_pb2.SubscribeResponse]:
+        """The live stream, without a deadline: it lasts as long as the caller reads it. Waits for a query
+        service that is not up yet rather than failing at once."""
+        if self._stub is None:
+            raise Unavailable("Query client is not open")
+        try:
+            async for response in self._stub.Subscribe(request, wait_for_ready=True):
+                yield response
+        except grpc.aio.AioRpcError as error:
+            raise translate(error, "Query service", "Subscribe", self.deadline) from error
 
     async def health(self) -> Health:
         """The query service's standard grpc.health.v1 status; never raises."""

@@ -22,6 +22,7 @@ from services.query.grpc_api import QueryServicer
 from services.query.history_cache import HistoryCache, connect
 from services.query.history_repository import HistoryReader
 from services.query.rendering import keep_rendered
+from services.query.writer_feed import WriterFeed
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,15 @@ class QueryApp:
     server: Server
     cache: OddsCache
     feed: Feed
+    writers: list[WriterFeed]
     pool: asyncpg.Pool
     history: HistoryCache
     renderer: asyncio.Task[None] | None = field(default=None)
 
     async def stop(self, grace: float) -> None:
+        # Live streams never end by themselves: end them first, or they would hold the drain for the whole
+        # grace period (subscribers reconnect to another replica).
+        self.feed.updates.close()
         await self.server.stop(grace)
         if self.renderer is not None:
             self.renderer.cancel()
@@ -55,13 +60,14 @@ async def start(settings: QuerySettings, *, history_clock: Callable[[], float] =
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
     cache = OddsCache()
+    writers = [WriterFeed(address) for address in settings.writer_addresses]
     feed = Feed(
-        pool, settings.database_url, cache, timedelta(hours=settings.cache_horizon_hours),
-        sweep_seconds=settings.sweep_seconds,
+        pool, cache, timedelta(hours=settings.cache_horizon_hours), [w.run for w in writers],
+        resync_seconds=settings.resync_seconds,
     )  # fmt: skip
-    # The current-odds cache stays per replica, fed by PostgreSQL's LISTEN (see services/writer/writer.py for
-    # why the feed is not a Redis stream); what replicas share through Redis is merged history, the read that
-    # costs the database most. Without REDIS_URL, or with Redis down, history is read from PostgreSQL.
+    # The current-odds cache stays per replica, fed by every writer's change feed (see services/writer/writer.py
+    # for why it is not NOTIFY); what replicas share through Redis is merged history, the read that costs the
+    # database most. Without REDIS_URL, or with Redis down, history is read from PostgreSQL.
     reader = HistoryReader(pool)
     redis = None
     if settings.redis_url:
@@ -71,7 +77,7 @@ async def start(settings: QuerySettings, *, history_clock: Callable[[], float] =
         reader, redis, lambda event_id: event_id in cache.events,
         ttl_seconds=settings.redis_ttl_seconds, backoff_seconds=settings.redis_backoff_seconds, clock=history_clock,
     )  # fmt: skip
-    servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history)
+    servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history, updates=feed.updates)
     server = create_server(
         settings.listen,
         lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),
@@ -91,7 +97,7 @@ async def start(settings: QuerySettings, *, history_clock: Callable[[], float] =
     runtime.freeze_long_lived()
     logger.info("query on port %d, %d events and %d markets cached", server.port, len(cache.events), cache.market_count)
     await server.set_serving(True)
-    return QueryApp(server, cache, feed, pool, history, asyncio.create_task(keep_rendered(cache)))
+    return QueryApp(server, cache, feed, writers, pool, history, asyncio.create_task(keep_rendered(cache)))
 
 
 async def run(settings: QuerySettings) -> None:

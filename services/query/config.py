@@ -24,9 +24,24 @@ class QuerySettings(CommonSettings):
     listen: str = "127.0.0.1:50053"
     metrics_port: int = Field(0, ge=0, le=65535)
     cache_horizon_hours: float = Field(2.0, gt=0, description="events stay cached until this long after kickoff")
-    sweep_seconds: float = Field(60.0, gt=0)
+    # Ordered, comma-separated: the writers ingest routes to (INGEST_WRITERS); each one's change feed is followed.
+    writers: str = "127.0.0.1:50052"
+    # The safety check's interval, and so the bound on how long an acknowledged change can be missing from
+    # the cache when its announcement was lost (a writer that died between commit and publish).
+    resync_seconds: float = Field(30.0, gt=0)
     pool_size: int = Field(8, ge=1, le=64)
     database_wait_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("writers")
+    @classmethod
+    def _writers(cls, value: str) -> str:
+        if not [w for w in value.split(",") if w.strip()]:
+            raise ValueError("QUERY_WRITERS must list at least one writer address")
+        return value
+
+    @property
+    def writer_addresses(self) -> list[str]:
+        return [w.strip() for w in self.writers.split(",") if w.strip()]
 
     @field_validator("redis_url")
     @classmethod

@@ -1,27 +1,28 @@
-"""Keeps the cache in step with the database: warm-up, the writer's change feed (LISTEN), resync
-after a lost connection, and the periodic sweep of events past the horizon."""
+"""Keeps the cache in step with the database: warm-up, the writers' change feeds, resync when a feed
+cannot resume and on a periodic safety check, and the sweep of events past the horizon."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
-from oddstore.db import TRANSIENT_ERRORS
 from services.query import metrics
 from services.query import repository as repo
 from services.query.cache import MarketKey, OddsCache, Pair
+from services.query.updates import OddsChanged, Updates
+from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 
 logger = logging.getLogger(__name__)
 
-FEED_CHANNEL = "oddstore_changes"  # services/writer/writer.py
-_LOST = None  # queued when the listening connection is gone
+Source = Callable[[Sink], Coroutine[Any, Any, None]]  # follows one writer's feed into the sink, until cancelled
+QUEUE_BATCHES = 256  # beyond this the sources wait, and a writer ends a subscriber that falls out of its buffer
 
 
 def _now() -> datetime:
@@ -29,46 +30,53 @@ def _now() -> datetime:
 
 
 class Feed:
-    """Owns one dedicated LISTEN connection and one consumer task; reloads use the pool.
+    """Applies every writer's committed batches in one consumer task, which also runs the resyncs, so a
+    reload and a resync never interleave; reloads use the pool.
 
-    Order matters at start: LISTEN first, then warm up, then apply what was queued meanwhile, so a
-    batch committed between the warm-up snapshot and LISTEN cannot be missed (a reload applies
-    only states newer than the cache holds, so seeing a change twice is harmless)."""
+    The bound: an acknowledged change is in the cache within `resync_seconds` (plus one resync's
+    duration) even when its batch was never announced (a writer that died between commit and
+    publish), because the safety check compares every pair's time with latest_snapshots.
+    Order at start: the feeds first, then warm-up, then what was queued meanwhile; a feed's first
+    stream cannot resume, so a resync follows it and covers whatever committed around the warm-up
+    (a reload applies only states newer than the cache holds, so seeing a change twice is harmless)."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        dsn: str,
         cache: OddsCache,
         horizon: timedelta,
+        sources: Sequence[Source],
         *,
-        sweep_seconds: float = 60.0,
+        updates: Updates | None = None,
+        resync_seconds: float = 30.0,
         clock: Callable[[], datetime] = _now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._pool = pool
-        self._dsn = dsn
         self._cache = cache
         self._horizon = horizon
-        self._sweep_seconds = sweep_seconds
+        self._sources = list(sources)
+        self.updates = updates if updates is not None else Updates()
+        self._resync_seconds = resync_seconds
         self._clock = clock
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._conn: asyncpg.Connection | None = None
+        self._sleep = sleep  # of the safety check: tests step it
+        self._queue: asyncio.Queue[FeedItem] = asyncio.Queue(QUEUE_BATCHES)
         self._tasks: list[asyncio.Task[None]] = []
         self.warm_up_seconds = 0.0
-
-    @property
-    def listener_pid(self) -> int | None:
-        """The server process of the LISTEN connection (operators and tests terminate it)."""
-        return None if self._conn is None else int(self._conn.get_server_pid())
+        self.resyncs = 0  # completed (tests wait on it)
 
     def cutoff(self) -> datetime:
         """Events whose kickoff is at or before this have left the cache."""
         return self._clock() - self._horizon
 
     async def start(self) -> None:
-        await self._listen()
-        await self.warm_up()
-        self._tasks = [asyncio.create_task(self._consume()), asyncio.create_task(self._sweep_loop())]
+        self._tasks = [asyncio.create_task(source(self._queue.put)) for source in self._sources]
+        try:
+            await self.warm_up()
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks += [asyncio.create_task(self._consume()), asyncio.create_task(self._safety_loop())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -76,7 +84,6 @@ class Feed:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._drop_listener()
 
     async def warm_up(self) -> int:
         """Loads every event in the horizon with its current markets, in one consistent snapshot
@@ -107,94 +114,68 @@ class Feed:
         )
         return cache.market_count
 
-    async def _listen(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
-        conn.add_termination_listener(self._on_lost)
-        await conn.add_listener(FEED_CHANNEL, self._on_notify)
-        self._conn = conn
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self._queue.put_nowait(payload)
-
-    def _on_lost(self, conn: object) -> None:
-        if conn is self._conn:
-            self._queue.put_nowait(_LOST)
-
     async def _consume(self) -> None:
         while True:
-            first = await self._queue.get()
-            payloads = [first]
-            # Coalesce what has queued up: one reload for many notifications under load.
-            while not self._queue.empty() and len(payloads) < 500:
-                payloads.append(self._queue.get_nowait())
-            if _LOST not in payloads:
+            items = [await self._queue.get()]
+            # Coalesce what has queued up: one reload for many batches under load.
+            while not self._queue.empty() and len(items) < 500:
+                items.append(self._queue.get_nowait())
+            resyncs = [i for i in items if isinstance(i, Resync)]
+            if not resyncs:
                 try:
-                    await self.apply([p for p in payloads if p is not None])
+                    await self.apply([i for i in items if isinstance(i, Changes)])
                     continue
-                except TRANSIENT_ERRORS as exc:
-                    logger.warning("feed reload failed, resynchronising: %s", exc)
                 except Exception:
                     # Whatever went wrong, those changes are unknown: resynchronise rather than
                     # let the cache silently stop following the database.
                     logger.exception("feed reload failed, resynchronising")
-            await self._reconnect()
+            else:
+                logger.info("resynchronising: %s", resyncs[0].reason)
+            # A resync reads the database as it is now: it covers every batch queued before it.
+            await self._resync_until_done()
 
-    def _drop_listener(self) -> None:
-        conn, self._conn = self._conn, None  # first, so its termination is not reported as a loss
-        if conn is not None:
-            conn.terminate()
-
-    async def _reconnect(self) -> None:
-        # Hand-written, not tenacity: every failed attempt must drop its half-open listener first, which
-        # a retry library would take as a callback; the loop says it in order.
-        self._drop_listener()
+    async def _resync_until_done(self) -> None:
         delay = 0.1
         while True:
             try:
-                await self._listen()
                 await self.resync()
                 return
             except Exception as exc:
-                logger.warning("change feed unavailable, retrying in %.1fs: %s", delay, exc)
-                self._drop_listener()
+                logger.warning("resync failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def apply(self, payloads: list[str]) -> int:
-        """Reloads the notified keys from market_odds_current (set-based) and applies the newer
-        states; the notified events' metadata and latest_snapshots times come along."""
-        keys: dict[tuple[int, str, MarketKey], int] = {}
-        notified: set[int] = set()
-        newest = 0
-        for payload in payloads:
-            for event_id, slug, market_id, line, at_ms in json.loads(payload):
-                notified.add(event_id)
-                newest = max(newest, at_ms)
-                if market_id is not None:  # else a snapshot without changes: only its time moved
-                    k = (event_id, slug, (market_id, line))
-                    keys[k] = max(keys.get(k, 0), at_ms)
-        if not notified:
+    async def apply(self, batches: Sequence[Changes]) -> int:
+        """Reloads the changed markets from market_odds_current (set-based) and applies the newer
+        states; the events' metadata comes along, and the pairs' snapshot times from the batches."""
+        keys: set[tuple[int, str, MarketKey]] = set()
+        event_ids: set[int] = set()
+        pairs: list[tuple[int, str, datetime]] = []
+        for b in batches:
+            keys.update(b.markets)
+            pairs += b.pairs
+            event_ids.update(p[0] for p in b.pairs)
+        if not event_ids:
             return 0
-        metrics.FEED_NOTIFICATIONS.inc(len(payloads))
-        event_ids = sorted(notified)
+        metrics.FEED_BATCHES.inc(len(batches))
         async with self._pool.acquire() as conn:
-            events = await repo.events_by_id(conn, event_ids)
+            events = await repo.events_by_id(conn, sorted(event_ids))
             rows = await repo.markets_by_key(conn, list(keys)) if keys else []
-            snapshots = await repo.snapshots_of(conn, event_ids)
         cache, cutoff = self._cache, self.cutoff()
         for info in events:
             if info.kickoff > cutoff:
                 cache.put_event(info)
         applied = cache.load_rows(rows)
-        for event_id, slug, captured_at in snapshots:
+        for event_id, slug, captured_at in pairs:
             cache.confirm(event_id, slug, captured_at)
-        now_ms = time.time() * 1000
-        metrics.FEED_LAG_SECONDS.observe(max(0.0, now_ms - newest) / 1000)
+        self.updates.publish(odds_changed(batches))
+        oldest = min(b.committed_at for b in batches)
+        metrics.FEED_LAG_SECONDS.observe(max(0.0, (_now() - oldest).total_seconds()))
         self._record_size()
         return applied
 
     async def resync(self) -> int:
-        """After a lost connection: every write advances latest_snapshots of its (event, bookmaker)
+        """When a feed cannot resume, and periodically: every write advances latest_snapshots of its (event, bookmaker)
         in the same transaction, so a pair whose stored time differs from the cache's is exactly a
         pair that changed meanwhile. Comparing pair times (rather than last_updated_at with a
         high-water mark) also catches late snapshots, whose times are older than newer ones
@@ -211,7 +192,10 @@ class Feed:
         applied = cache.load_rows(rows)
         for event_id, slug, captured_at in stored:
             cache.confirm(event_id, slug, captured_at)
+        times = {(e, slug): at for e, slug, at in stored}
+        self.updates.publish(OddsChanged(e, slug, times[(e, slug)], 0) for e, slug in changed)
         metrics.RESYNCS.inc()
+        self.resyncs += 1
         self._record_size()
         logger.info(
             "change feed resynchronised: %d pairs reloaded, %d markets applied in %.2fs",
@@ -221,18 +205,13 @@ class Feed:
         )
         return applied
 
-    async def _sweep_loop(self) -> None:
+    async def _safety_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._sweep_seconds)
-            try:
-                self.sweep()
-                # Metadata edits (a moved kickoff, a new link) come without odds changes, so
-                # without a notification: refresh the horizon's events now and then.
-                async with self._pool.acquire() as conn:
-                    for info in await repo.events_since(conn, self.cutoff()):
-                        self._cache.put_event(info)
-            except Exception as exc:
-                logger.warning("event metadata refresh skipped: %s", exc)
+            await self._sleep(self._resync_seconds)
+            self.sweep()
+            # Through the consumer, after what is queued. It also refreshes the horizon's event
+            # metadata, which changes (a moved kickoff, a new link) without odds changing.
+            await self._queue.put(Resync("periodic safety check"))
 
     def sweep(self) -> int:
         gone = self._cache.sweep(self.cutoff())
@@ -244,3 +223,21 @@ class Feed:
     def _record_size(self) -> None:
         metrics.CACHE_EVENTS.set(len(self._cache.events))
         metrics.CACHE_MARKETS.set(self._cache.market_count)
+
+
+def odds_changed(batches: Sequence[Changes]) -> list[OddsChanged]:
+    """One per (event, bookmaker) whose markets the batches changed, at its newest snapshot time (a
+    snapshot that only confirmed unchanged odds is not a change a live client needs)."""
+    found: dict[Pair, OddsChanged] = {}
+    for b in batches:
+        changed = {(e, slug) for e, slug, _key in b.markets}
+        for e, slug, at in b.pairs:
+            if (e, slug) not in changed:
+                continue
+            held = found.get((e, slug))
+            if held is not None:
+                at, count = max(at, held.captured_at), held.snapshots + 1
+            else:
+                count = 1
+            found[(e, slug)] = OddsChanged(e, slug, at, count)
+    return list(found.values())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import grpc
 
-from oddstore.convert import from_timestamp
+from oddstore.convert import from_timestamp, to_timestamp
 from oddstore.grpc_errors import StatusMapping
 from oddstore.v1 import query_pb2 as pb
 from oddstore.v1 import query_pb2_grpc
@@ -26,6 +26,7 @@ from services.query.rendering import (
     summary_to_pb,
     timestamp_or_none,
 )
+from services.query.updates import Closed, Overflow, Updates
 
 Clock = Callable[[], datetime]
 
@@ -102,8 +103,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         clock: Clock = _now,
         *,
         history: HistoryCache | None = None,
+        updates: Updates | None = None,
     ) -> None:
         self._reads = Reads(cache, pool, cutoff, clock)
+        self._updates = updates if updates is not None else Updates()
         self._reader = reader
         self._history = history if history is not None else HistoryCache(reader, None, lambda _: False)
         self._clock = clock
@@ -123,6 +126,31 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             return event_detail_to_pb(*await self._reads.event(request.event_id))
 
         return await _ERRORS.answer(context, "GetEvent", work)
+
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        subscriber = self._updates.subscribe(request.event_ids, request.bookmakers)
+        try:
+            while True:
+                changes = await subscriber.next()
+                yield pb.SubscribeResponse(
+                    changes=[
+                        pb.OddsChanged(
+                            event_id=c.event_id,
+                            bookmaker=c.bookmaker,
+                            captured_at=to_timestamp(c.captured_at),
+                            snapshots=c.snapshots,
+                        )
+                        for c in changes
+                    ]
+                )
+        except Overflow as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except Closed:
+            return
+        finally:
+            self._updates.unsubscribe(subscriber)
 
     async def CountAlerts(
         self, request: pb.CountAlertsRequest, context: grpc.aio.ServicerContext

@@ -9,11 +9,14 @@ CACHE_MARKETS = Gauge("oddstore_query_cache_markets", "Current markets held in t
 WARM_UP_SECONDS = Gauge("oddstore_query_warm_up_seconds", "Time the last cache warm-up took")
 FEED_LAG_SECONDS = Histogram(
     "oddstore_query_feed_lag_seconds",
-    "From a change's capture time to the cache applying it",
+    "From a batch's commit (the writer's clock) to the cache applying it",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-FEED_NOTIFICATIONS = Counter("oddstore_query_feed_notifications_total", "Change-feed notifications applied")
-RESYNCS = Counter("oddstore_query_resyncs_total", "Resynchronisations after a lost change-feed connection")
+FEED_BATCHES = Counter("oddstore_query_feed_batches_total", "Committed writer batches applied from the change feed")
+RESYNCS = Counter(
+    "oddstore_query_resyncs_total",
+    "Resynchronisations from PostgreSQL: a feed that could not resume, or the periodic safety check",
+)
 FALLBACKS = Counter("oddstore_query_fallbacks_total", "Reads answered from PostgreSQL on a cache miss", ["kind"])
 REDIS_HITS = Counter("oddstore_query_redis_hits_total", "History reads answered from Redis at the database's version")
 REDIS_MISSES = Counter(

@@ -12,6 +12,7 @@ from oddstore import db, metrics, runtime
 from oddstore.grpc_server import Server, create_server, wait_for_signal
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
 from services.writer import metrics as writer_metrics
+from services.writer.changes import ChangeLog
 from services.writer.config import WriterSettings
 from services.writer.grpc_api import WriterServicer
 from services.writer.writer import Writer
@@ -28,6 +29,9 @@ class WriterApp:
     pool: asyncpg.Pool
 
     async def stop(self, grace: float) -> None:
+        # The feed's streams never end by themselves: end them first, or they would hold the drain
+        # for the whole grace period (subscribers reconnect to the next process and resynchronise).
+        self.writer.changes.close()
         await self.server.stop(grace)
         await self.pool.close()
 
@@ -37,7 +41,12 @@ async def start(settings: WriterSettings) -> WriterApp:
     pool = await db.create_pool(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
-    writer = Writer(pool, home_bookmaker=settings.home_bookmaker, warm_days=settings.warm_days)
+    writer = Writer(
+        pool,
+        home_bookmaker=settings.home_bookmaker,
+        warm_days=settings.warm_days,
+        changes=ChangeLog(settings.feed_buffer),
+    )
     # Counted when /metrics is scraped, not after every batch (a walk over every pair's state).
     writer_metrics.TRACKED_MARKETS.set_function(lambda: writer.tracked_markets)
     server = create_server(
@@ -49,7 +58,7 @@ async def start(settings: WriterSettings) -> WriterApp:
     await server.start()
     tracked = await writer.warm_up(datetime.now(UTC))
     runtime.freeze_long_lived()
-    logger.info("writer on port %d, %d markets warmed", server.port, tracked)
+    logger.info("writer on port %d, %d markets warmed, feed epoch %s", server.port, tracked, writer.changes.epoch)
     await server.set_serving(True)
     return WriterApp(server, writer, pool)
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 
 from oddstore import codec
-from oddstore.convert import event_from_pb, from_timestamp, market_from_pb
+from oddstore.convert import event_from_pb, from_timestamp, market_from_pb, to_timestamp
 from oddstore.db import TRANSIENT_ERRORS
 from oddstore.v1 import snapshot_pb2, writer_pb2, writer_pb2_grpc
 from services.writer import metrics
 from services.writer.change_detection import MarketKey
+from services.writer.changes import ChangeLog, Closed, Committed, FellBehind
 from services.writer.plan import Observed, Result, Status
 from services.writer.writer import Writer
 
@@ -71,9 +73,48 @@ def observed_from_pb(s: snapshot_pb2.Snapshot) -> Observed:
     )
 
 
+def committed_to_pb(c: Committed) -> writer_pb2.ChangesResponse:
+    return writer_pb2.ChangesResponse(
+        batch=writer_pb2.CommittedBatch(
+            sequence=c.sequence,
+            committed_at=to_timestamp(c.committed_at),
+            markets=[
+                writer_pb2.MarketChange(
+                    event_id=e, bookmaker=slug, market_id=m, line=line, captured_at=to_timestamp(at), available=a
+                )
+                for e, slug, m, line, at, a in c.markets
+            ],
+            pairs=[
+                writer_pb2.PairAdvance(event_id=e, bookmaker=slug, captured_at=to_timestamp(at))
+                for e, slug, at in c.pairs
+            ],
+        )
+    )
+
+
 class WriterServicer(writer_pb2_grpc.WriterServiceServicer):
     def __init__(self, writer: Writer) -> None:
         self._writer = writer
+
+    async def Changes(
+        self, request: writer_pb2.ChangesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[writer_pb2.ChangesResponse]:
+        log: ChangeLog = self._writer.changes
+        position, resumed = log.start(request.epoch, request.sequence)
+        yield writer_pb2.ChangesResponse(
+            start=writer_pb2.FeedStart(epoch=log.epoch, sequence=position, resumed=resumed)
+        )
+        try:
+            while True:
+                for batch in log.after(position):
+                    yield committed_to_pb(batch)
+                    position = batch.sequence
+                await log.wait_after(position)
+        except FellBehind as exc:
+            # Never an unbounded queue per subscriber: a slow one is ended, and resynchronises.
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"subscriber fell behind: {exc}")
+        except Closed:
+            return
 
     async def WriteBatch(
         self, request: writer_pb2.WriteBatchRequest, context: grpc.aio.ServicerContext

@@ -6,7 +6,6 @@ The rows are NamedTuples whose field order is the parameter order of the stateme
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,9 +15,9 @@ from typing import NamedTuple
 from oddstore import codec
 from oddstore.model import Event, Market
 from services.writer.change_detection import Counts, Kind, Known, MarketKey, detect
+from services.writer.changes import MarketChange, PairAdvance
 
 Pair = tuple[int, str]  # (event_id, bookmaker_slug)
-NOTIFY_PAYLOAD_BYTES = 7900  # PostgreSQL caps one notification at 8000 bytes
 
 
 class Status(Enum):
@@ -233,30 +232,10 @@ def event_row(e: Event) -> EventRow:
     )
 
 
-def feed_payloads(history: Sequence[HistoryRow], advanced: Mapping[Pair, datetime]) -> list[str]:
-    """The change feed: JSON arrays of [event_id, bookmaker_slug, market_id, line, captured_at ms],
-    chunked under PostgreSQL's notification size limit. A snapshot without changes still moves its
-    pair's confirmation time, announced as [event_id, bookmaker_slug, null, null, captured_at ms]."""
-    items = [json.dumps([r.event_id, r.bookmaker_slug, r.market_id, r.line, _ms(r.captured_at)]) for r in history]
-    changed = {(r.event_id, r.bookmaker_slug) for r in history}
-    items += [
-        json.dumps([event_id, slug, None, None, _ms(at)])
-        for (event_id, slug), at in advanced.items()
-        if (event_id, slug) not in changed
-    ]
-    payloads: list[str] = []
-    chunk: list[str] = []
-    size = 2
-    for item in items:
-        if chunk and size + len(item) + 1 > NOTIFY_PAYLOAD_BYTES:
-            payloads.append("[" + ",".join(chunk) + "]")
-            chunk, size = [], 2
-        chunk.append(item)
-        size += len(item) + 1
-    if chunk:
-        payloads.append("[" + ",".join(chunk) + "]")
-    return payloads
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+def feed_changes(
+    history: Sequence[HistoryRow], advanced: Mapping[Pair, datetime]
+) -> tuple[list[MarketChange], list[PairAdvance]]:
+    """What a batch publishes to the change feed: every market transition and every pair whose
+    snapshot time moved (a snapshot without changes still moves its pair's confirmation time)."""
+    markets = [(r.event_id, r.bookmaker_slug, r.market_id, r.line, r.captured_at, r.available) for r in history]
+    return markets, [(event_id, slug, at) for (event_id, slug), at in advanced.items()]

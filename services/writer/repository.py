@@ -98,8 +98,6 @@ HISTORY_COLUMNS = (
     "outcomes",
 )
 
-NOTIFY = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p"
-
 # Event metadata. Sports and tournaments are found or created; events are upserted by id, with
 # metadata from the home bookmaker winning over competitors' (which only create missing events).
 ENSURE_BOOKMAKERS = """

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
@@ -16,6 +16,7 @@ from oddstore.history_partitions import ensure_partition
 from services.writer import metrics
 from services.writer import repository as repo
 from services.writer.change_detection import Known
+from services.writer.changes import ChangeLog
 from services.writer.plan import (
     EventRow,
     Observed,
@@ -23,26 +24,35 @@ from services.writer.plan import (
     PairState,
     Result,
     Status,
-    feed_payloads,
+    feed_changes,
     plan,
     plan_metadata,
 )
 
 logger = logging.getLogger(__name__)
 
-# The change feed is PostgreSQL LISTEN/NOTIFY rather than a Redis stream: a notification sent inside
-# the batch transaction is delivered exactly when the batch commits and never when it rolls back, so
-# the feed cannot disagree with the database (a publish after commit can be lost to a crash in
-# between), it needs no second dependency on the write path, and the embedded PostgreSQL of
-# `make run` provides it. A listener that was disconnected resynchronises from market_odds_current
-# by last_updated_at; notifications carry keys, and readers load the committed rows.
-FEED_CHANNEL = "oddstore_changes"
+# The change feed is published by the writer itself, after commit, over gRPC (WriterService.Changes,
+# changes.py), not by PostgreSQL NOTIFY: on Citus a NOTIFY in a transaction that writes to several
+# shards makes its two-phase commit fail ("cannot PREPARE a transaction that has executed NOTIFY").
+# The price is the window between commit and publish: a writer that dies there never announces the
+# batch. Subscribers cover it by resynchronising from the database when they cannot resume (a new
+# epoch is a new process) and on a periodic safety check (QUERY_RESYNC_SECONDS, the stated bound).
 REASON_CHARS = 300  # asyncpg quotes a refused argument whole: a column of a large batch
 
 
 class Writer:
-    def __init__(self, pool: asyncpg.Pool, *, home_bookmaker: str = "betpawa", warm_days: float = 3) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        home_bookmaker: str = "betpawa",
+        warm_days: float = 3,
+        changes: ChangeLog | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._pool = pool
+        self.changes = changes if changes is not None else ChangeLog()
+        self._clock = clock
         self._home = home_bookmaker
         self._warm_days = warm_days
         # Last known state per (event, bookmaker): unchanged markets cost no database work. The
@@ -143,10 +153,11 @@ class Writer:
             )
             await repo.write_rows(conn, batch)
             await repo.write_metadata(conn, metadata)
-            if batch.advanced:
-                await conn.execute(repo.NOTIFY, FEED_CHANNEL, feed_payloads(batch.history, batch.advanced))
 
-        # Committed: only now does the in-memory state move.
+        # Committed: only now does the in-memory state move, and the feed hear of it (under the
+        # batch lock, so in commit order, and before the caller is acknowledged).
+        if batch.advanced:
+            self.changes.publish(self._clock(), *feed_changes(batch.history, batch.advanced))
         self._pairs.update(batch.states)
         self._events.update(metadata.home)
         self._created.update(metadata.created)

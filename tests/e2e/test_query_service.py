@@ -18,6 +18,7 @@ from services.query import bootstrap
 from services.query.config import QuerySettings
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot, write
+from tests.feeds import ServedWriter
 from tests.polling import eventually
 from tests.proxy import Proxy
 
@@ -36,26 +37,35 @@ class Service:
 
 
 @pytest.fixture
-async def service(migrated_dsn: str) -> AsyncIterator[Service]:
+async def served(migrated_dsn: str) -> AsyncIterator[ServedWriter]:
+    pool = await asyncpg.create_pool(migrated_dsn, min_size=1, max_size=2)
+    served = await ServedWriter.start(pool)
+    yield served
+    await served.stop()
+    await pool.close()
+
+
+@pytest.fixture
+def writer(served: ServedWriter) -> Writer:
+    return served.writer
+
+
+@pytest.fixture
+async def service(migrated_dsn: str, served: ServedWriter) -> AsyncIterator[Service]:
     # The service reaches PostgreSQL through a proxy the test can cut.
     url = urlsplit(migrated_dsn)
     proxy = Proxy(url.hostname or "127.0.0.1", url.port or 5432)
     await proxy.start()
     proxied = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}"))
-    app = await bootstrap.start(QuerySettings(database_url=proxied, listen="127.0.0.1:0", database_wait_seconds=5))
+    app = await bootstrap.start(
+        QuerySettings(database_url=proxied, listen="127.0.0.1:0", database_wait_seconds=5, writers=served.address)
+    )
     s = Service(app, proxy)
     yield s
     await s.channel.close()
     await app.stop(1)
     if not s.database_cut:
         await proxy.cut()
-
-
-@pytest.fixture
-async def writer(migrated_dsn: str) -> AsyncIterator[Writer]:
-    pool = await asyncpg.create_pool(migrated_dsn, min_size=1, max_size=2)
-    yield Writer(pool)
-    await pool.close()
 
 
 async def visible(service: Service, event_id: int) -> None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 
+import asyncpg
 import grpc
 import pytest
 from prometheus_client import REGISTRY
@@ -23,8 +24,8 @@ from services.query.history_cache import history_key
 from services.query.history_repository import HistoryReader
 from services.retention.config import RetentionSettings
 from services.retention.retention import Retention
-from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot, write
+from tests.feeds import ServedWriter
 from tests.polling import TIMEOUT_SECONDS, eventually
 from tests.redis_server import RedisServer
 
@@ -49,12 +50,19 @@ class SteppedClock:
 
 
 class Service:
-    def __init__(self, app: bootstrap.QueryApp, clock: SteppedClock) -> None:
+    def __init__(self, app: bootstrap.QueryApp, clock: SteppedClock, served: ServedWriter) -> None:
         self.app = app
         self.clock = clock
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.server.port}")
         self.stub = query_pb2_grpc.QueryServiceStub(self.channel)
-        self.writer = Writer(app.pool)
+        self.served = served  # the writer whose change feed the service follows
+        self.writer = served.writer
+
+    async def close(self) -> None:
+        await self.channel.close()
+        await self.app.stop(1)
+        await self.served.stop()
+        await self.served.pool.close()
 
     async def history(self, event_id: int) -> list[pb.HistoryPoint]:
         reply = await self.stub.GetMarketHistory(
@@ -78,7 +86,9 @@ class Service:
 
 
 async def _start(migrated_dsn: str, redis_url: str | None) -> Service:
+    served = await ServedWriter.start(await asyncpg.create_pool(migrated_dsn, min_size=1, max_size=2))
     settings = QuerySettings(
+        writers=served.address,
         database_url=migrated_dsn,
         listen="127.0.0.1:0",
         database_wait_seconds=5,
@@ -88,7 +98,7 @@ async def _start(migrated_dsn: str, redis_url: str | None) -> Service:
         redis_timeout_seconds=REDIS_TIMEOUT,
     )
     clock = SteppedClock()
-    return Service(await bootstrap.start(settings, history_clock=clock), clock)
+    return Service(await bootstrap.start(settings, history_clock=clock), clock, served)
 
 
 @pytest.fixture
@@ -103,8 +113,7 @@ def redis_server() -> Iterator[RedisServer]:
 async def service(migrated_dsn: str, redis_server: RedisServer) -> AsyncIterator[Service]:
     s = await _start(migrated_dsn, redis_server.url)
     yield s
-    await s.channel.close()
-    await s.app.stop(1)
+    await s.close()
 
 
 @pytest.fixture
@@ -260,8 +269,7 @@ async def test_a_cleanup_run_makes_entries_stale_so_history_it_deleted_is_not_se
             assert counted("oddstore_query_redis_misses_total", reason="cleaning") == cleaning + 1
             assert await redis.get(history_key(e, "betpawa", "3743", None)) == entry  # nor replaced
     finally:
-        await s.channel.close()
-        await s.app.stop(1)
+        await s.close()
 
 
 async def test_reads_stay_correct_through_a_redis_outage_and_use_redis_again_when_it_returns(
@@ -368,5 +376,4 @@ async def test_without_redis_url_history_is_read_from_postgresql_and_redis_is_ne
         assert len(first) == 2
         assert counts.delta() == {"hits": 0, "absent": 0, "stale": 0, "errors": 0}
     finally:
-        await s.channel.close()
-        await s.app.stop(1)
+        await s.close()

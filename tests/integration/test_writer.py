@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,10 +11,10 @@ import pytest
 
 from oddstore import codec
 from oddstore.history_partitions import partition_name
+from services.writer import repository as writer_repo
 from services.writer.plan import Status
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot, write
-from tests.polling import TIMEOUT_SECONDS
 
 
 @pytest.fixture
@@ -196,21 +194,30 @@ async def test_a_sportradar_id_owned_by_another_event_rejects_the_snapshot(write
 
 
 async def test_changes_are_published_on_the_feed_after_commit(writer: Writer, pool: asyncpg.Pool) -> None:
-    received: asyncio.Queue[str] = asyncio.Queue()
-    conn = await pool.acquire()
-    listener = lambda *args: received.put_nowait(args[3])  # noqa: E731
-    try:
-        await conn.add_listener("oddstore_changes", listener)
-        e, t = new_event_id(), now()
-        await write(writer, [snapshot(e, t, [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))])])
-        items = []
-        while len(items) < 2:
-            items += [i for i in json.loads(await asyncio.wait_for(received.get(), TIMEOUT_SECONDS)) if i[0] == e]
-        assert sorted((i[2], i[3]) for i in items) == [("3743", None), ("5000", 2.5)]
-        assert {i[4] for i in items} == {int(t.timestamp() * 1000)}
-    finally:
-        await conn.remove_listener("oddstore_changes", listener)
-        await pool.release(conn)
+    e, t = new_event_id(), now()
+    before = writer.changes.sequence
+    await write(writer, [snapshot(e, t, [market(), market("5000", 2.5, (1.85, 1.95), ("Over", "Under"))])])
+    (batch,) = writer.changes.after(before)
+    assert batch.sequence == before + 1
+    assert sorted((m[2], m[3]) for m in batch.markets) == [("3743", None), ("5000", 2.5)]
+    assert {(m[0], m[1], m[4], m[5]) for m in batch.markets} == {(e, "betpawa", t, True)}
+    assert list(batch.pairs) == [(e, "betpawa", t)]
+    # Published after commit: what it announces is in the database.
+    assert len(await current(pool, e)) == 2
+
+
+async def test_a_batch_that_fails_to_commit_publishes_nothing(
+    writer: Writer, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, e = writer.changes.sequence, new_event_id()
+
+    async def failing(*_args: object) -> None:
+        raise ConnectionResetError("the connection dropped before commit")
+
+    monkeypatch.setattr(writer_repo, "write_metadata", failing)
+    with pytest.raises(ConnectionResetError):
+        await write(writer, [snapshot(e, now(), [market()])])
+    assert writer.changes.sequence == before and await current(pool, e) == []
 
 
 async def test_warm_up_loads_recent_state_so_unchanged_markets_need_no_reload(pool: asyncpg.Pool) -> None:
@@ -234,24 +241,13 @@ async def test_after_a_restart_home_metadata_is_written_even_if_a_competitor_sen
     assert name == "EPL"
 
 
-async def test_a_snapshot_without_changes_still_announces_its_new_confirmation_time(
-    writer: Writer, pool: asyncpg.Pool
-) -> None:
-    received: asyncio.Queue[str] = asyncio.Queue()
-    conn = await pool.acquire()
-    listener = lambda *args: received.put_nowait(args[3])  # noqa: E731
-    try:
-        await conn.add_listener("oddstore_changes", listener)
-        e, t = new_event_id(), now()
-        await write(writer, [snapshot(e, t, [market()])])
-        await write(writer, [snapshot(e, t + timedelta(minutes=5), [market()])])
-        items: list[list[object]] = []
-        while not any(i[2] is None for i in items):
-            items += [i for i in json.loads(await asyncio.wait_for(received.get(), TIMEOUT_SECONDS)) if i[0] == e]
-        assert items[-1] == [e, "betpawa", None, None, int((t + timedelta(minutes=5)).timestamp() * 1000)]
-    finally:
-        await conn.remove_listener("oddstore_changes", listener)
-        await pool.release(conn)
+async def test_a_snapshot_without_changes_still_announces_its_new_confirmation_time(writer: Writer) -> None:
+    e, t = new_event_id(), now()
+    await write(writer, [snapshot(e, t, [market()])])
+    before = writer.changes.sequence
+    await write(writer, [snapshot(e, t + timedelta(minutes=5), [market()])])
+    (batch,) = writer.changes.after(before)
+    assert (list(batch.markets), list(batch.pairs)) == ([], [(e, "betpawa", t + timedelta(minutes=5))])
 
 
 async def test_odds_that_cannot_be_stored_reject_the_snapshot_and_write_nothing(

@@ -1,18 +1,18 @@
 """The gateway's pure parts, without a service behind it: health rules, UTC formatting, conversions of the
-retention service's answers, settings, and the refused websocket."""
+retention service's answers, settings, and the WebSocket's topics and conflation."""
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import json
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
 import pytest
 
-from oddstore.v1 import retention_pb2
+from oddstore.convert import to_timestamp
+from oddstore.v1 import query_pb2, retention_pb2
 from services.gateway import convert
-from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.live import LiveOdds, parse_topics
 from services.gateway.models import format_utc
 from services.gateway.query_api import overall_status
 from services.gateway.query_client import QueryClient
@@ -25,23 +25,50 @@ def test_the_overall_status_follows_the_old_rules() -> None:
     assert overall_status(False, [True, True, True]) == "unhealthy"
 
 
-async def test_the_websocket_handshake_is_refused_with_404() -> None:
-    app = create_app(QueryClient("127.0.0.1:1", 0.5))
-    scope = {
-        "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": "/api/ws", "raw_path": b"/api/ws",
-        "root_path": "", "query_string": b"", "headers": [], "subprotocols": [], "server": ("testserver", 80),
-        "extensions": {"websocket.http.response": {}},
+def test_websocket_topics_ignore_unknown_names_and_default_to_every_known_topic() -> None:
+    assert parse_topics("odds_updates") == {"odds_updates"}
+    assert parse_topics("odds_updates, nonsense,scrape_progress") == {"odds_updates", "scrape_progress"}
+    assert parse_topics("nonsense") == parse_topics(None) == parse_topics("") == {"odds_updates", "scrape_progress"}
+
+
+def changed(event_id: int, bookmaker: str, minute: int, snapshots: int = 1) -> query_pb2.OddsChanged:
+    return query_pb2.OddsChanged(
+        event_id=event_id, bookmaker=bookmaker, captured_at=to_timestamp(AT + timedelta(minutes=minute)),
+        snapshots=snapshots,
+    )  # fmt: skip
+
+
+AT = datetime(2026, 2, 24, 10, tzinfo=UTC)
+
+
+def test_a_window_sends_one_odds_update_per_event_with_both_payload_shapes_to_subscribed_sockets_only() -> None:
+    live = LiveOdds(QueryClient("127.0.0.1:1", 0.5), clock=lambda: AT)
+    odds, progress = live.connect({"odds_updates"}), live.connect({"scrape_progress"})
+    live.record([changed(7, "betpawa", 1), changed(8, "bet9ja", 1)])
+    live.record([changed(7, "sportybet", 2, snapshots=2), changed(7, "betpawa", 0)])
+    assert live.flush() == 2 and progress.frames.empty()
+    sent = [json.loads(odds.frames.get_nowait()) for _ in range(odds.frames.qsize())]
+    assert sent[0] == {
+        "type": "odds_update",
+        "timestamp": "2026-02-24T10:00:00Z",
+        "data": {
+            "event_ids": [7], "source": "sportybet", "snapshot_count": 4, "event_id": 7, "bookmaker": "sportybet",
+            "snapshot_time": "2026-02-24T10:02:00Z",
+        },
     }  # fmt: skip
-    sent: list[MutableMapping[str, Any]] = []
+    assert sent[1]["data"]["event_id"] == 8
+    assert live.flush() == 0  # nothing new: nothing sent
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
 
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == 404
+def test_a_socket_that_does_not_drain_its_messages_is_marked_too_slow() -> None:
+    live = LiveOdds(QueryClient("127.0.0.1:1", 0.5), max_frames=2)
+    socket = live.connect({"odds_updates"})
+    live.record([changed(e, "betpawa", 0) for e in (1, 2)])
+    live.flush()
+    assert not socket.too_slow.is_set()
+    live.record([changed(3, "betpawa", 0)])
+    live.flush()
+    assert socket.too_slow.is_set() and socket.frames.qsize() == 2
 
 
 def test_timestamps_are_formatted_in_utc_with_a_z() -> None:

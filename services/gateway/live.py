@@ -1,0 +1,166 @@
+"""Live odds for the UI's WebSocket (contract §(g)): one Subscribe stream from the query service for the whole
+gateway, conflated per window to one `odds_update` per updated event, encoded once and queued to every socket
+subscribed to `odds_updates`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from oddstore.convert import from_timestamp
+from oddstore.v1 import query_pb2
+from services.gateway.models import format_utc
+from services.gateway.query_client import QueryClient, QueryError
+
+logger = logging.getLogger(__name__)
+
+ODDS_UPDATES = "odds_updates"
+# scrape_progress belongs to scraping, which this system does not do: accepted as a name, never sent.
+TOPICS = frozenset({ODDS_UPDATES, "scrape_progress"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_topics(raw: str | None) -> set[str]:
+    """The `topics` query parameter: comma-separated; unknown names ignored; none valid → every known topic."""
+    topics = {t.strip() for t in (raw or "").split(",")} & TOPICS
+    return topics or set(TOPICS)
+
+
+def envelope(kind: str, data: dict[str, Any], at: datetime) -> str:
+    return json.dumps({"type": kind, "timestamp": format_utc(at), "data": data}, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class EventUpdate:
+    """What a window gathered for one event: the newest change's bookmaker and time, and how many snapshots."""
+
+    bookmaker: str
+    snapshot_time: datetime
+    snapshots: int
+
+
+def odds_update(event_id: int, u: EventUpdate, at: datetime) -> str:
+    """Both payload shapes of §(g) in one: the old backend's (event_ids, source, snapshot_count) and the one
+    the UI's type reads (event_id, bookmaker, snapshot_time), so the open detail page refreshes too."""
+    data = {
+        "event_ids": [event_id],
+        "source": u.bookmaker,
+        "snapshot_count": u.snapshots,
+        "event_id": event_id,
+        "bookmaker": u.bookmaker,
+        "snapshot_time": format_utc(u.snapshot_time),
+    }
+    return envelope("odds_update", data, at)
+
+
+class Socket:
+    """One browser: its topics and its outgoing frames. The queue is bounded: a socket that does not
+    drain it is closed (`too_slow`), so a stuck browser never holds the gateway's memory."""
+
+    def __init__(self, topics: set[str], max_frames: int) -> None:
+        self.topics = topics
+        self.frames: asyncio.Queue[str] = asyncio.Queue(max_frames)
+        self.too_slow = asyncio.Event()
+
+    def send(self, frame: str) -> None:
+        try:
+            self.frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.too_slow.set()
+
+
+class LiveOdds:
+    def __init__(
+        self,
+        query: QueryClient,
+        *,
+        window_seconds: float = 1.0,
+        max_frames: int = 10_000,
+        clock: Callable[[], datetime] = _now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._query = query
+        self._window = window_seconds
+        self._max_frames = max_frames
+        self._clock = clock
+        self._sleep = sleep  # of the conflation window: tests step it
+        self._pending: dict[int, EventUpdate] = {}  # bounded by the events that exist
+        self._sockets: set[Socket] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def sockets(self) -> int:
+        return len(self._sockets)
+
+    @property
+    def pending(self) -> Mapping[int, EventUpdate]:
+        """What the current window has gathered, by event."""
+        return self._pending
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._flush_loop())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def connect(self, topics: set[str]) -> Socket:
+        socket = Socket(topics, self._max_frames)
+        self._sockets.add(socket)
+        return socket
+
+    def disconnect(self, socket: Socket) -> None:
+        self._sockets.discard(socket)
+
+    def record(self, changes: Iterable[query_pb2.OddsChanged]) -> None:
+        for c in changes:
+            at = from_timestamp(c.captured_at)
+            held = self._pending.get(c.event_id)
+            if held is None:
+                self._pending[c.event_id] = EventUpdate(c.bookmaker, at, c.snapshots)
+                continue
+            held.snapshots += c.snapshots
+            if at >= held.snapshot_time:
+                held.bookmaker, held.snapshot_time = c.bookmaker, at
+
+    def flush(self) -> int:
+        """Sends what the window gathered: one message per updated event. Returns how many."""
+        if not self._pending:
+            return 0
+        pending, self._pending = self._pending, {}
+        now = self._clock()
+        frames = [odds_update(event_id, u, now) for event_id, u in pending.items()]
+        for socket in self._sockets:
+            if ODDS_UPDATES in socket.topics:
+                for frame in frames:
+                    socket.send(frame)
+        return len(frames)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._sleep(self._window)
+            self.flush()
+
+    async def _follow(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async for response in self._query.subscribe(query_pb2.SubscribeRequest()):
+                    self.record(response.changes)
+                    delay = 0.1
+            except QueryError as exc:
+                logger.warning("live odds from the query service interrupted, retrying in %.1fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,100 @@
+"""The UI's WebSocket `/api/ws` (contract §(g)): connection_ack, ping/pong, subscribe/unsubscribe, and the
+`odds_update` messages of live.py. Malformed or unknown client frames are ignored; the socket stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from services.gateway.live import TOPICS, LiveOdds, Socket, envelope, parse_topics
+from services.gateway.models import format_utc
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+CLOSE_TOO_SLOW = 1013  # "try again later": the UI reconnects with back-off and refetches
+CLOSE_IDLE = 1001
+
+
+@router.websocket("/api/ws")
+async def live_socket(websocket: WebSocket, topics: str | None = None) -> None:
+    live: LiveOdds = websocket.app.state.live
+    idle_seconds: float = websocket.app.state.ws_idle_seconds
+    await websocket.accept()
+    socket = live.connect(parse_topics(topics))
+    socket.send(envelope("connection_ack", {"topics": sorted(socket.topics)}, datetime.now(UTC)))
+    tasks = [
+        asyncio.create_task(_send(websocket, socket)),
+        asyncio.create_task(_receive(websocket, socket, idle_seconds)),
+        asyncio.create_task(socket.too_slow.wait()),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if tasks[2] in done:
+            logger.info("closing a WebSocket that does not read its messages")
+            await _close(websocket, CLOSE_TOO_SLOW, "too slow: reconnect")
+        elif tasks[1] in done and tasks[1].result():
+            await _close(websocket, CLOSE_IDLE, "idle")
+    finally:
+        live.disconnect(socket)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.close(code, reason)
+
+
+async def _send(websocket: WebSocket, socket: Socket) -> None:
+    # The only writer of the socket: replies (pong, subscription_update) go through the same queue.
+    while True:
+        await websocket.send_text(await socket.frames.get())
+
+
+async def _receive(websocket: WebSocket, socket: Socket, idle_seconds: float) -> bool:
+    """Until the browser goes (False) or sends nothing for `idle_seconds` (True: the UI pings every 30 s)."""
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                message = await websocket.receive()
+        except TimeoutError:
+            return True
+        if message["type"] == "websocket.disconnect":
+            return False
+        text = message.get("text")
+        if text is not None:
+            _answer(socket, text)
+
+
+def _answer(socket: Socket, text: str) -> None:
+    try:
+        frame: Any = json.loads(text)
+    except ValueError:
+        return  # malformed: ignored, the socket stays open
+    if not isinstance(frame, dict):
+        return
+    kind = frame.get("type")
+    now = datetime.now(UTC)
+    if kind == "ping":
+        socket.send(envelope("pong", {}, now))
+    elif kind in ("subscribe", "unsubscribe"):
+        names = frame.get("topics")
+        named = {t for t in names if isinstance(t, str)} & TOPICS if isinstance(names, list) else set()
+        if kind == "subscribe":
+            socket.topics |= named
+        else:
+            socket.topics -= named
+        # The old backend's shape: no data wrapper.
+        update = {"type": "subscription_update", "topics": sorted(socket.topics), "timestamp": format_utc(now)}
+        socket.send(json.dumps(update, separators=(",", ":")))

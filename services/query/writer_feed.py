@@ -1,0 +1,100 @@
+"""Follows one writer's change feed (WriterService.Changes): protobuf to the feed's domain, resuming by
+(epoch, sequence) after a dropped stream and asking for a resync when the writer cannot resume."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+
+from oddstore.convert import from_timestamp
+from oddstore.grpc_server import client_options
+from oddstore.v1 import writer_pb2, writer_pb2_grpc
+from services.query.cache import MarketKey
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What one writer batch committed: the markets that changed, and every (event, bookmaker) whose
+    latest snapshot moved, with its time."""
+
+    committed_at: datetime
+    markets: list[tuple[int, str, MarketKey]]
+    pairs: list[tuple[int, str, datetime]]
+
+
+class Resync:
+    """Queued when a feed cannot resume: what it may have missed is only in the database."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Resync({self.reason!r})"
+
+
+FeedItem = Changes | Resync
+Sink = Callable[[FeedItem], Awaitable[None]]
+
+
+def changes_from_pb(b: writer_pb2.CommittedBatch) -> Changes:
+    return Changes(
+        from_timestamp(b.committed_at),
+        [(m.event_id, m.bookmaker, (m.market_id, m.line if m.HasField("line") else None)) for m in b.markets],
+        [(p.event_id, p.bookmaker, from_timestamp(p.captured_at)) for p in b.pairs],
+    )
+
+
+class WriterFeed:
+    """One writer's feed, followed for as long as `run` runs. The position is the last batch handed to
+    the sink (the sink queues it for the cache: a batch queued is a batch the cache will see)."""
+
+    def __init__(self, address: str, *, max_delay: float = 2.0) -> None:
+        self.address = address
+        self.epoch = ""
+        self.sequence = 0
+        self._max_delay = max_delay
+        self.connected = asyncio.Event()  # set while a stream is open (tests wait on it)
+
+    async def run(self, sink: Sink) -> None:
+        delay = 0.05
+        # gRPC's own reconnect back-off grows to 2 minutes: a writer that was replaced would go unfollowed
+        # (and its changes seen only by the safety check) for that long.
+        backoff = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
+        options = [*client_options(), *backoff]
+        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
+            stub = writer_pb2_grpc.WriterServiceStub(channel)
+            while True:
+                try:
+                    call = stub.Changes(
+                        writer_pb2.ChangesRequest(epoch=self.epoch, sequence=self.sequence), wait_for_ready=True
+                    )
+                    async for response in call:
+                        if response.HasField("start"):
+                            delay = await self._started(response.start, sink)
+                        else:
+                            await sink(changes_from_pb(response.batch))
+                            self.sequence = response.batch.sequence
+                    logger.info("change feed of writer %s ended; reconnecting", self.address)
+                except grpc.aio.AioRpcError as exc:
+                    logger.warning("change feed of writer %s lost (%s): %s", self.address, exc.code(), exc.details())
+                finally:
+                    self.connected.clear()
+                # A writer that is being replaced: retry soon, but do not spin on one that keeps failing.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_delay)
+
+    async def _started(self, start: writer_pb2.FeedStart, sink: Sink) -> float:
+        if not start.resumed:
+            # Queued before any batch of the new stream: the resync reads the database after the
+            # stream began, so whatever was committed before it is in what the resync reads.
+            await sink(Resync(f"writer {self.address}: cannot resume {self.epoch or 'a first'} #{self.sequence}"))
+        self.epoch, self.sequence = start.epoch, start.sequence
+        self.connected.set()
+        return 0.05

@@ -1,0 +1,154 @@
+"""The UI's WebSocket (contract §(g)) with a real WebSocket client against the gateway served by uvicorn on loopback,
+over the real query service following a real writer, with snapshots submitted through ingest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from oddstore.convert import snapshot_to_pb
+from oddstore.model import Snapshot
+from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2
+from services.gateway.app import create_app
+from services.gateway.live import LiveOdds
+from services.gateway.query_client import QueryClient
+from services.ingest import bootstrap as ingest_bootstrap
+from services.ingest.config import IngestSettings
+from services.query import bootstrap as query_bootstrap
+from services.query.config import QuerySettings
+from services.writer import bootstrap as writer_bootstrap
+from services.writer.config import WriterSettings
+from tests.factories import market, new_event_id, now, snapshot
+from tests.feeds import SteppedSleep
+from tests.polling import TIMEOUT_SECONDS, eventually
+
+
+@dataclass
+class Stack:
+    query: query_bootstrap.QueryApp
+    ingest: ingest_pb2_grpc.IngestServiceStub
+    live: LiveOdds
+    window: SteppedSleep  # the conflation window: stepped by the test, never waited through
+    url: str
+
+    async def submit(self, *snapshots: Snapshot) -> None:
+        response = await self.ingest.SubmitSnapshots(
+            ingest_pb2.SubmitSnapshotsRequest(snapshots=[snapshot_to_pb(s) for s in snapshots]), timeout=TIMEOUT_SECONDS
+        )
+        assert all(r.status == snapshot_pb2.SNAPSHOT_STATUS_ACCEPTED for r in response.results), response
+
+    async def live_following(self) -> None:
+        await eventually(
+            lambda: self.query.feed.updates.subscribers >= 1, "the gateway subscribed to the query service"
+        )
+
+    async def end_window(self) -> None:
+        await eventually(lambda: self.window.waiting.is_set(), "the window open")
+        self.window.step()
+
+
+@pytest.fixture
+async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
+    writer = await writer_bootstrap.start(WriterSettings(database_url=migrated_dsn, listen="127.0.0.1:0"))
+    writers = f"127.0.0.1:{writer.server.port}"
+    query = await query_bootstrap.start(
+        QuerySettings(database_url=migrated_dsn, listen="127.0.0.1:0", database_wait_seconds=5, writers=writers)
+    )
+    ingest = await ingest_bootstrap.start(IngestSettings(listen="127.0.0.1:0", writers=writers))
+    client = QueryClient(f"127.0.0.1:{query.server.port}", TIMEOUT_SECONDS)
+    window = SteppedSleep()
+    live = LiveOdds(client, sleep=window)
+    config = uvicorn.Config(create_app(client, live=live), host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    gateway = uvicorn.Server(config)
+    serving = asyncio.create_task(gateway.serve())
+    await eventually(lambda: gateway.started, "the gateway serving")
+    port = gateway.servers[0].sockets[0].getsockname()[1]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{ingest.server.port}")
+    yield Stack(query, ingest_pb2_grpc.IngestServiceStub(channel), live, window, f"ws://127.0.0.1:{port}/api/ws")
+    await channel.close()
+    gateway.should_exit = True
+    await serving
+    await ingest.stop(1)
+    await query.stop(1)
+    await writer.stop(1)
+
+
+async def receive(ws: ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_SECONDS))
+    return message
+
+
+async def nothing_queued(ws: ClientConnection) -> None:
+    """Replies go out in order behind anything queued: a pong next means nothing else was waiting."""
+    await ws.send(json.dumps({"type": "ping"}))
+    assert (await receive(ws))["type"] == "pong"
+
+
+async def test_the_socket_acknowledges_answers_pings_and_subscriptions_and_ignores_malformed_frames(
+    stack: Stack,
+) -> None:
+    async with connect(stack.url) as ws:  # no topics: every known topic
+        ack = await receive(ws)
+        assert ack["type"] == "connection_ack" and ack["data"] == {"topics": ["odds_updates", "scrape_progress"]}
+        assert ack["timestamp"].endswith("Z")
+    async with connect(stack.url + "?topics=odds_updates,nonsense") as ws:
+        assert (await receive(ws))["data"] == {"topics": ["odds_updates"]}
+        for junk in ("{not json", "[1, 2]", '"ping"', json.dumps({"type": "nonsense"}), json.dumps({"no": "type"})):
+            await ws.send(junk)  # ignored: the socket stays open
+        await ws.send(json.dumps({"type": "ping"}))
+        pong = await receive(ws)
+        assert (pong["type"], pong["data"]) == ("pong", {}) and pong["timestamp"].endswith("Z")
+
+        await ws.send(json.dumps({"type": "subscribe", "topics": ["scrape_progress", "nonsense", 5]}))
+        update = await receive(ws)
+        assert set(update) == {"type", "topics", "timestamp"}  # no data wrapper, as the old backend
+        assert (update["type"], update["topics"]) == ("subscription_update", ["odds_updates", "scrape_progress"])
+        await ws.send(json.dumps({"type": "unsubscribe", "topics": ["odds_updates"]}))
+        assert (await receive(ws))["topics"] == ["scrape_progress"]
+
+        # Unsubscribed from odds_updates: an update is not sent to it.
+        await stack.live_following()
+        e, t = new_event_id(), now() - timedelta(minutes=5)
+        await stack.submit(snapshot(e, t, [market()]))
+        await eventually(lambda: e in stack.live.pending, "the update reached the gateway")
+        await stack.end_window()
+        await eventually(lambda: not stack.live.pending, "the window flushed")
+        await nothing_queued(ws)
+
+
+async def test_an_ingested_change_reaches_the_socket_as_one_conflated_odds_update_per_event(stack: Stack) -> None:
+    async with connect(stack.url + "?topics=odds_updates") as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await stack.live_following()
+        e, t = new_event_id(), now() - timedelta(minutes=10)
+        # Three snapshots of one event within one window: two bookmakers, one of them twice.
+        await stack.submit(snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))]))
+        await stack.submit(snapshot(e, t + timedelta(minutes=1), [market(odds=(2.2, 3.0, 3.6))]))
+        await stack.submit(snapshot(e, t + timedelta(minutes=2), [market()], bookmaker="sportybet"))
+        await eventually(
+            lambda: e in stack.live.pending and stack.live.pending[e].snapshots == 3, "the three changes gathered"
+        )
+        await stack.end_window()
+        update = await receive(ws)
+        assert update["type"] == "odds_update" and update["timestamp"].endswith("Z")
+        assert update["data"] == {
+            "event_ids": [e], "source": "sportybet", "snapshot_count": 3, "event_id": e, "bookmaker": "sportybet",
+            "snapshot_time": (t + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }  # fmt: skip
+        await nothing_queued(ws)  # one message for the event, not three
+
+        # A snapshot that changes nothing is no odds update.
+        await stack.submit(snapshot(e, t + timedelta(minutes=3), [market()], bookmaker="sportybet"))
+        await eventually(
+            lambda: stack.query.cache.books_of(e)["sportybet"].captured_at == t + timedelta(minutes=3), "confirmed"
+        )
+        assert e not in stack.live.pending
