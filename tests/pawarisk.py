@@ -114,19 +114,43 @@ def dbname(dsn: str) -> str:
     return dsn.rsplit("/", 1)[-1].split("?", 1)[0]
 
 
+async def snapshot_times(dsn: str) -> dict[tuple[int, str], list[tuple[datetime, int]]]:
+    """Every legacy snapshot per (event, bookmaker), markets or not, oldest first."""
+    conn = await connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT s.event_id, b.slug, s.captured_at, s.id"
+            " FROM odds_snapshots s JOIN bookmakers b ON b.id = s.bookmaker_id"
+            " UNION ALL"
+            " SELECT ce.betpawa_event_id, ce.source, s.captured_at, s.id FROM competitor_odds_snapshots s"
+            " JOIN competitor_events ce ON ce.id = s.competitor_event_id"
+            " WHERE ce.betpawa_event_id IS NOT NULL AND ce.deleted_at IS NULL"
+        )
+    finally:
+        await conn.close()
+    times: dict[tuple[int, str], list[tuple[datetime, int]]] = defaultdict(list)
+    for event_id, slug, at, snapshot_id in rows:
+        times[(event_id, slug)].append((utc(at) or at, snapshot_id))
+    return {pair: sorted(t) for pair, t in times.items()}
+
+
 async def shown_before_upgrade(dsn: str) -> dict[tuple[int, str], dict[tuple[str, float | None], State]]:
-    """What the old system showed per (event, bookmaker): its latest legacy snapshot, or its v2.9 current rows
-    where those were confirmed at or after that snapshot."""
+    """What the old system showed per (event, bookmaker): its latest legacy snapshot, with every market of an
+    earlier snapshot that the latest one lacks as unavailable (ui-contract §1.3: last odds kept, unavailable since
+    the old system's mark or else the first snapshot that missed it); or its v2.9 current rows where those were
+    confirmed at or after that snapshot."""
     observed = await legacy_observations(dsn)
-    latest: dict[tuple[int, str], tuple[datetime, int]] = {}
-    for (event_id, slug, _, _), rows in observed.items():
-        for at, snapshot_id, _ in rows:
-            latest[(event_id, slug)] = max(latest.get((event_id, slug), (at, snapshot_id)), (at, snapshot_id))
+    times = await snapshot_times(dsn)
     shown: dict[tuple[int, str], dict[tuple[str, float | None], State]] = defaultdict(dict)
     for (event_id, slug, market_id, line), rows in observed.items():
-        for at, snapshot_id, state in rows:
-            if (at, snapshot_id) == latest[(event_id, slug)]:
-                shown[(event_id, slug)][(market_id, line)] = state
+        pair = (event_id, slug)
+        at, snapshot_id, state = max(rows, key=lambda r: (r[0], r[1]))
+        if (at, snapshot_id) == times[pair][-1]:
+            shown[pair][(market_id, line)] = state
+        else:
+            missed_at = next(t for t, i in times[pair] if (t, i) > (at, snapshot_id))
+            shown[pair][(market_id, line)] = (state[0], False, state[2] or missed_at)
+    latest = {pair: t[-1] for pair, t in times.items()}
     conn = await connect(dsn)
     try:
         v29 = await conn.fetch(

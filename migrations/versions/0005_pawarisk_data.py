@@ -64,11 +64,11 @@ FUNCTIONS = (
     """,
 )
 
-# The latest legacy snapshot of every (event, bookmaker): BetPawa's table, and the competitors' through their
-# link to a BetPawa event (captured_at naive UTC there).
-PAIRS = """
-CREATE TEMP TABLE takeover_pairs ON COMMIT DROP AS
-SELECT DISTINCT ON (event_id, bookmaker_slug) *
+# Every legacy snapshot of every (event, bookmaker) with the time of the pair's next one: BetPawa's table, and the
+# competitors' through their link to a BetPawa event (captured_at naive UTC there).
+SNAPSHOTS = """
+CREATE TEMP TABLE takeover_snapshots ON COMMIT DROP AS
+SELECT x.*, lead(captured_at) OVER (PARTITION BY event_id, bookmaker_slug ORDER BY captured_at, snapshot_id) AS next_at
 FROM (
     SELECT s.event_id::bigint AS event_id, b.slug::text AS bookmaker_slug, s.id AS snapshot_id,
            false AS competitor, s.captured_at
@@ -78,7 +78,11 @@ FROM (
     FROM competitor_odds_snapshots cs JOIN competitor_events ce ON ce.id = cs.competitor_event_id
     WHERE ce.betpawa_event_id IS NOT NULL AND ce.deleted_at IS NULL
 ) x
-ORDER BY event_id, bookmaker_slug, captured_at DESC, snapshot_id DESC
+"""
+# The latest of them per pair.
+PAIRS = """
+CREATE TEMP TABLE takeover_pairs ON COMMIT DROP AS
+SELECT * FROM takeover_snapshots WHERE next_at IS NULL
 """
 
 _INSERT_CURRENT = """
@@ -114,24 +118,32 @@ _LEGACY_MARKET = (
     "snapshot_id, betpawa_market_id, line, betpawa_market_name, handicap_type, handicap_home, handicap_away,"
     " market_groups, outcomes, unavailable_at"
 )
-# A snapshot's market rows from either legacy table; a market repeated within one snapshot (the old schema
-# allows it) keeps one of its rows.
+# Every market a pair's snapshots ever listed, as its latest snapshot shows it or, when that snapshot lacks it, as
+# the UI shows such a market (ui-contract §1.3): unavailable with its last odds kept, since the old system's mark
+# or else the pair's first snapshot without it. A market repeated within one snapshot (the old schema allows it)
+# keeps one of its rows.
 SEED_FROM_SNAPSHOTS = (
     _INSERT_CURRENT
     + """
-SELECT p.event_id, p.bookmaker_slug, m.betpawa_market_id, m.line, m.betpawa_market_name, m.handicap_type,
+SELECT DISTINCT ON (m.event_id, m.bookmaker_slug, m.betpawa_market_id, m.line)
+       m.event_id, m.bookmaker_slug, m.betpawa_market_id, m.line, m.betpawa_market_name, m.handicap_type,
        m.handicap_home, m.handicap_away, pg_temp.oddstore_groups(m.market_groups::jsonb),
-       pg_temp.oddstore_outcomes(m.outcomes::jsonb), p.captured_at, p.captured_at, m.unavailable_at
-FROM takeover_pairs p
-JOIN LATERAL (
-    SELECT {columns} FROM market_odds WHERE NOT p.competitor AND snapshot_id = p.snapshot_id
+       pg_temp.oddstore_outcomes(m.outcomes::jsonb),
+       CASE WHEN m.next_at IS NULL THEN m.captured_at ELSE coalesce(m.unavailable_at, m.next_at) END,
+       m.captured_at,
+       CASE WHEN m.next_at IS NULL THEN m.unavailable_at ELSE coalesce(m.unavailable_at, m.next_at) END
+FROM (
+    SELECT s.event_id, s.bookmaker_slug, s.captured_at, s.snapshot_id, s.next_at, {columns}
+    FROM takeover_snapshots s JOIN market_odds USING (snapshot_id) WHERE NOT s.competitor
     UNION ALL
-    SELECT {columns} FROM competitor_market_odds WHERE p.competitor AND snapshot_id = p.snapshot_id
-) m ON true
+    SELECT s.event_id, s.bookmaker_slug, s.captured_at, s.snapshot_id, s.next_at, {columns}
+    FROM takeover_snapshots s JOIN competitor_market_odds USING (snapshot_id) WHERE s.competitor
+) m
 WHERE """
-    + _UNWRITTEN.format(e="p.event_id", b="p.bookmaker_slug")
-    + "ON CONFLICT ON CONSTRAINT market_odds_current_key DO NOTHING"
-).replace("{columns}", _LEGACY_MARKET)
+    + _UNWRITTEN.format(e="m.event_id", b="m.bookmaker_slug")
+    + """ORDER BY m.event_id, m.bookmaker_slug, m.betpawa_market_id, m.line, m.captured_at DESC, m.snapshot_id DESC
+ON CONFLICT ON CONSTRAINT market_odds_current_key DO NOTHING"""
+).replace("{columns}", _LEGACY_MARKET.replace("snapshot_id, ", ""))
 
 SEED_LATEST = """
 INSERT INTO latest_snapshots (event_id, bookmaker_slug, captured_at)
@@ -236,6 +248,7 @@ def upgrade() -> None:
         op.execute(statement)
     if _exists(V29_HISTORY):
         _convert_v29_history()
+    op.execute(SNAPSHOTS)
     op.execute(PAIRS)
     has_v29 = _exists(V29_CURRENT)
     if has_v29:
