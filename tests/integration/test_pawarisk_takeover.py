@@ -321,3 +321,87 @@ async def test_the_old_scrape_runs_are_counted_previewed_and_cleaned_with_the_od
         ) == (len(gone), 1)  # fmt: skip
     finally:
         await pool.close()
+
+
+class Interrupted(Exception):
+    pass
+
+
+async def test_an_interrupted_conversion_resumes_where_it_stopped_and_converts_nothing_twice(
+    old_database: str,
+) -> None:
+    conn = await pawarisk.connect(old_database)
+    try:
+        v29 = {
+            (r[0], r[1], r[2], r[3], r[4])
+            for r in await conn.fetch(
+                "SELECT event_id, bookmaker_slug, betpawa_market_id, line, captured_at FROM market_odds_history"
+            )
+        }
+        lo, hi = await conn.fetchrow("SELECT min(id), max(id) FROM market_odds_history")
+    finally:
+        await conn.close()
+    batch = 2  # ids per batch: the fixture's few rows make several batches
+    assert hi - lo + 1 > 3 * batch, "several batches before and after the interruption"
+    first_run: list[int] = []
+
+    def fail_after_three(first_id: int) -> None:
+        first_run.append(first_id)
+        if len(first_run) == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        migrate.upgrade(old_database, batch_ids=batch, after_batch=fail_after_three)
+
+    plan = "\n".join(migrate.plan(old_database))
+    converted_before = await _converted(old_database)
+    assert 0 < len(converted_before) < len(v29)
+    assert f"v2.9 history to convert: {len(v29) - len(converted_before)} of {len(v29)} rows" in plan
+
+    second_run: list[int] = []
+    migrate.upgrade(old_database, batch_ids=batch, after_batch=second_run.append)
+
+    # The second run starts at the first batch the first did not commit, and covers the rest once.
+    assert second_run[0] == first_run[-1] + batch
+    assert sorted(first_run + second_run) == list(range(lo, hi + 1, batch))
+    converted = await _converted(old_database)
+    assert sorted(converted) == sorted(v29)  # every row, each once
+    assert "nothing to convert" in "\n".join(migrate.plan(old_database))
+    migrate.upgrade(old_database)  # a third run has nothing left to do
+    assert sorted(await _converted(old_database)) == sorted(v29)
+
+
+async def _converted(dsn: str) -> list[tuple[Any, ...]]:
+    """The history rows the conversion wrote: only converted v2.9 rows are in market_odds_history here."""
+    conn = await pawarisk.connect(dsn)
+    try:
+        return [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT event_id, bookmaker_slug, market_id, line, captured_at FROM market_odds_history"
+            )
+        ]
+    finally:
+        await conn.close()
+
+
+async def test_the_dry_run_counts_the_work_and_changes_nothing(old_database: str) -> None:
+    conn = await pawarisk.connect(old_database)
+    try:
+        v29 = await conn.fetchval("SELECT count(*) FROM market_odds_history")
+        legacy = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM market_odds) + (SELECT count(*) FROM competitor_market_odds)"
+        )
+    finally:
+        await conn.close()
+    before = await table_fingerprints(old_database, sorted(set(OLD_HEAD_COLUMNS) | {"alembic_version"}))
+
+    lines = migrate.plan(old_database)
+
+    text = "\n".join(lines)
+    assert f"pawaRisk head {OLD_HEAD}, schema verified" in text
+    assert "revisions to apply: 0002 0003 0004 0005" in text
+    assert f"v2.9 history to convert: {v29} of {v29} rows" in text
+    assert f"current state seeded from {legacy} legacy market rows" in text
+    assert "estimate: ~" in text
+    assert await table_fingerprints(old_database, sorted(set(OLD_HEAD_COLUMNS) | {"alembic_version"})) == before
