@@ -139,36 +139,46 @@ WHERE EXISTS (SELECT 1 FROM events e WHERE e.id = c.event_id)
     + "ON CONFLICT ON CONSTRAINT market_odds_current_key DO NOTHING"
 )
 
-_LEGACY_MARKET = (
-    "betpawa_market_id, line, betpawa_market_name, handicap_type, handicap_home, handicap_away,"
-    " market_groups, outcomes, unavailable_at"
-)
 # Every market a pair's snapshots ever listed, as its latest snapshot shows it or, when that snapshot lacks it, as
 # the UI shows such a market (ui-contract §1.3): unavailable with its last odds kept, since the old system's mark
 # or else the pair's first snapshot without it. A market repeated within one snapshot (the old schema allows it)
-# keeps one of its rows.
+# keeps one of its rows. The last appearances are found over narrow rows (keys and the market row's id) and only
+# those rows are read whole and encoded: sorting and encoding every legacy row cost 4x as much (bench/takeover.py).
+_LAST_APPEARANCE = """
+SELECT DISTINCT ON (event_id, bookmaker_slug, market_id, line) *
+FROM (
+    SELECT s.event_id, s.bookmaker_slug, m.betpawa_market_id AS market_id, m.line, s.captured_at, s.snapshot_id,
+           s.next_at, s.competitor, m.id
+    FROM takeover_snapshots s JOIN market_odds m USING (snapshot_id) WHERE NOT s.competitor
+    UNION ALL
+    SELECT s.event_id, s.bookmaker_slug, m.betpawa_market_id, m.line, s.captured_at, s.snapshot_id,
+           s.next_at, s.competitor, m.id
+    FROM takeover_snapshots s JOIN competitor_market_odds m USING (snapshot_id) WHERE s.competitor
+) x
+WHERE {unwritten}
+ORDER BY event_id, bookmaker_slug, market_id, line, captured_at DESC, snapshot_id DESC
+"""
 SEED_FROM_SNAPSHOTS = (
     _INSERT_CURRENT
     + """
-SELECT DISTINCT ON (m.event_id, m.bookmaker_slug, m.betpawa_market_id, m.line)
-       m.event_id, m.bookmaker_slug, m.betpawa_market_id, m.line, m.betpawa_market_name, m.handicap_type,
+SELECT a.event_id, a.bookmaker_slug, a.market_id, a.line, m.betpawa_market_name, m.handicap_type,
        m.handicap_home, m.handicap_away, pg_temp.oddstore_groups(m.market_groups::jsonb),
        pg_temp.oddstore_outcomes(m.outcomes::jsonb),
-       CASE WHEN m.next_at IS NULL THEN m.captured_at ELSE coalesce(m.unavailable_at, m.next_at) END,
-       m.captured_at,
-       CASE WHEN m.next_at IS NULL THEN m.unavailable_at ELSE coalesce(m.unavailable_at, m.next_at) END
-FROM (
-    SELECT s.event_id, s.bookmaker_slug, s.captured_at, s.snapshot_id, s.next_at, {columns}
-    FROM takeover_snapshots s JOIN market_odds USING (snapshot_id) WHERE NOT s.competitor
+       CASE WHEN a.next_at IS NULL THEN a.captured_at ELSE coalesce(m.unavailable_at, a.next_at) END,
+       a.captured_at,
+       CASE WHEN a.next_at IS NULL THEN m.unavailable_at ELSE coalesce(m.unavailable_at, a.next_at) END
+FROM ("""
+    + _LAST_APPEARANCE.format(unwritten=_UNWRITTEN.format(e="x.event_id", b="x.bookmaker_slug"))
+    + """) a
+JOIN LATERAL (
+    SELECT betpawa_market_name, handicap_type, handicap_home, handicap_away, market_groups, outcomes, unavailable_at
+    FROM market_odds WHERE NOT a.competitor AND id = a.id
     UNION ALL
-    SELECT s.event_id, s.bookmaker_slug, s.captured_at, s.snapshot_id, s.next_at, {columns}
-    FROM takeover_snapshots s JOIN competitor_market_odds USING (snapshot_id) WHERE s.competitor
-) m
-WHERE """
-    + _UNWRITTEN.format(e="m.event_id", b="m.bookmaker_slug")
-    + """ORDER BY m.event_id, m.bookmaker_slug, m.betpawa_market_id, m.line, m.captured_at DESC, m.snapshot_id DESC
+    SELECT betpawa_market_name, handicap_type, handicap_home, handicap_away, market_groups, outcomes, unavailable_at
+    FROM competitor_market_odds WHERE a.competitor AND id = a.id
+) m ON true
 ON CONFLICT ON CONSTRAINT market_odds_current_key DO NOTHING"""
-).replace("{columns}", _LEGACY_MARKET)
+)
 
 SEED_LATEST = f"""
 INSERT INTO latest_snapshots (event_id, bookmaker_slug, captured_at)
