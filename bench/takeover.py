@@ -259,7 +259,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
             lines.append(f"  {name:<46} {seconds[key]:>9.1f}  {rate}")
 
     line("generate the old database (set-based SQL)", "generate", legacy, "legacy rows")
-    line("upgrade: adopt + revisions 0002-0004", "schema", legacy, "legacy rows")
+    line("upgrade: adopt + revisions 0002-0004", "schema", 0, "")
     line("upgrade: 0005 + conversion (v2.9 history, seed)", "conversion", v29 + legacy, "rows")
     line("baseline: floor, v2.9 history in one INSERT", "floor", v29, "v2.9 rows")
     if "schema" in seconds and "conversion" in seconds:

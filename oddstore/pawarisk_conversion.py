@@ -25,11 +25,12 @@ V29_HISTORY = "pawarisk_market_odds_history"
 V29_CURRENT = "pawarisk_market_odds_current"
 STEP_HISTORY = "v29_history"
 STEP_CURRENT = "current_state"
-BATCH_IDS = 200_000  # v2.9 history ids per committed batch: ~4 s each at the measured rate (BENCHMARKS.md)
+BATCH_IDS = 200_000  # v2.9 history ids per committed batch: ~3 s each at the measured rate (BENCHMARKS.md)
 
-# Measured by bench/takeover.py (BENCHMARKS.md, "Taking over a pawaRisk database"); the dry run's estimate.
+# The dry run's estimate, from bench/takeover.py at 10 M legacy rows on 2 cores (BENCHMARKS.md, "Taking over a
+# pawaRisk database"): 63,000 v2.9 rows/s and 290,000 legacy rows/s measured, rounded down.
 V29_ROWS_PER_SECOND = 60_000.0
-LEGACY_ROWS_PER_SECOND = 150_000.0
+LEGACY_ROWS_PER_SECOND = 250_000.0
 
 CREATE_MARKER = f"""
 CREATE TABLE {MARKER} (
@@ -143,7 +144,8 @@ WHERE EXISTS (SELECT 1 FROM events e WHERE e.id = c.event_id)
 # the UI shows such a market (ui-contract §1.3): unavailable with its last odds kept, since the old system's mark
 # or else the pair's first snapshot without it. A market repeated within one snapshot (the old schema allows it)
 # keeps one of its rows. The last appearances are found over narrow rows (keys and the market row's id) and only
-# those rows are read whole and encoded: sorting and encoding every legacy row cost 4x as much (bench/takeover.py).
+# those rows are read whole and encoded: sorting and encoding every legacy row took 6x as long (4.8 s against
+# 0.7 s for 200,000 rows, bench/takeover.py).
 _LAST_APPEARANCE = """
 SELECT DISTINCT ON (event_id, bookmaker_slug, market_id, line) *
 FROM (
