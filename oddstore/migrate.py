@@ -1,7 +1,9 @@
-"""Run the Alembic migrations programmatically: `python -m oddstore.migrate [upgrade|downgrade] [rev]`.
+"""Run the Alembic migrations programmatically: `python -m oddstore.migrate [upgrade [--dry-run]|downgrade] [rev]`.
 
 Upgrade takes an empty database, one at any of our revisions, or one at the old system's (pawaRisk) head, which
-is verified and adopted first (oddstore/takeover.py). `downgrade o9p8q1r2s3t4` gives a taken-over database back.
+is verified and adopted first (oddstore/takeover.py); a taken-over database's data is then converted in
+resumable batches (oddstore/pawarisk_conversion.py). `--dry-run` prints what an upgrade would do and changes
+nothing. `downgrade o9p8q1r2s3t4` gives a taken-over database back.
 """
 
 import asyncio
@@ -17,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from oddstore import takeover
+from oddstore import pawarisk_conversion, takeover
 from oddstore.config import DEFAULT_DATABASE_URL
 from oddstore.takeover import OLD_HEAD, TakeoverRefused
 
@@ -100,11 +102,81 @@ def _asyncpg_dsn(dsn: str) -> str:
     return dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def upgrade(dsn: str, revision: str = "head") -> None:
-    """Raises TakeoverRefused for a database this project cannot take over as it is."""
+async def _convert(dsn: str, batch_ids: int, after_batch: Callable[[int], None] | None) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(dsn))
+    try:
+        await pawarisk_conversion.convert(conn, batch_ids=batch_ids, after_batch=after_batch)
+    finally:
+        await conn.close()
+
+
+def upgrade(
+    dsn: str,
+    revision: str = "head",
+    *,
+    batch_ids: int = pawarisk_conversion.BATCH_IDS,
+    after_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Raises TakeoverRefused for a database this project cannot take over as it is. Run again after an
+    interruption, it resumes a taken-over database's conversion where it stopped."""
     ours = our_revisions(dsn)
     _run(lambda: asyncio.run(_adopt_if_old_head(dsn, ours)))
     _run(lambda: command.upgrade(alembic_config(dsn), revision))
+    _run(lambda: asyncio.run(_convert(dsn, batch_ids, after_batch)))
+
+
+def _pending_revisions(dsn: str, current: str | None) -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config(dsn))
+    return [r.revision for r in reversed(list(script.iterate_revisions("head", current or "base")))]
+
+
+async def _plan(dsn: str, ours: set[str]) -> list[str]:
+    conn = await asyncpg.connect(_asyncpg_dsn(dsn))
+    try:
+        versions = []
+        if await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
+            versions = [r[0] for r in await conn.fetch(VERSIONS)]
+        taken_over = bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", takeover.TAKEOVER_TABLE))
+        if versions == [OLD_HEAD]:
+            differences = await takeover.schema_differences(conn)
+            if differences:
+                return [f"pawaRisk head {OLD_HEAD}, but its schema differs; the upgrade would refuse:"] + [
+                    f"  {d}" for d in differences
+                ]
+            lines = [f"pawaRisk head {OLD_HEAD}, schema verified: adopted at 0001 in one transaction"]
+            work = await pawarisk_conversion.pending(conn, history="market_odds_history", adopted=False)
+            current: str | None = "0001"
+        elif not set(versions) <= ours:
+            return [f"revision {', '.join(versions)}: neither this project's nor the pawaRisk head; refused"]
+        else:
+            current = versions[0] if versions else None
+            lines = [f"at revision {current}" if current else "no revision: the schema is created"]
+            marker = await conn.fetchval(pawarisk_conversion.MARKER_EXISTS)
+            work = await pawarisk_conversion.pending(conn, adopted=bool(marker) or not taken_over)
+        revisions = _pending_revisions(dsn, current)
+        lines.append(f"revisions to apply: {' '.join(revisions) if revisions else 'none'}")
+        if work.v29_rows or work.legacy_rows:
+            lines += [
+                f"v2.9 history to convert: {work.v29_rows} of {work.v29_total} rows, in batches of "
+                f"{pawarisk_conversion.BATCH_IDS} ids, each committed (resumable)",
+                f"current state seeded from {work.legacy_rows} legacy market rows, in one transaction",
+                f"estimate: ~{work.estimate_seconds:.0f} s (at {pawarisk_conversion.V29_ROWS_PER_SECOND:.0f} v2.9 "
+                f"rows/s and {pawarisk_conversion.LEGACY_ROWS_PER_SECOND:.0f} legacy rows/s, measured by "
+                "bench/takeover.py: BENCHMARKS.md)",
+            ]
+        else:
+            lines.append("nothing to convert")
+        return lines
+    finally:
+        await conn.close()
+
+
+def plan(dsn: str) -> list[str]:
+    """What `upgrade` would do, as lines for a person; reads only."""
+    ours = our_revisions(dsn)
+    result: list[str] = []
+    _run(lambda: result.extend(asyncio.run(_plan(dsn, ours))))
+    return result
 
 
 def downgrade(dsn: str, revision: str = "base") -> None:
@@ -120,13 +192,17 @@ def downgrade(dsn: str, revision: str = "base") -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    dry_run = "--dry-run" in argv
+    argv = [a for a in argv if a != "--dry-run"]
     action = argv[0] if argv else "upgrade"
-    if action not in ("upgrade", "downgrade") or len(argv) > 2:
-        print("usage: python -m oddstore.migrate [upgrade|downgrade] [revision]", file=sys.stderr)
+    if action not in ("upgrade", "downgrade") or len(argv) > 2 or (dry_run and (action != "upgrade" or len(argv) > 1)):
+        print("usage: python -m oddstore.migrate [upgrade [--dry-run]|downgrade] [revision]", file=sys.stderr)
         return 2
     dsn = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     try:
-        if action == "upgrade":
+        if dry_run:
+            print("\n".join(plan(dsn)))
+        elif action == "upgrade":
             upgrade(dsn, argv[1] if len(argv) > 1 else "head")
         else:
             downgrade(dsn, argv[1] if len(argv) > 1 else "base")

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from oddstore import migrate
+from tests import pawarisk
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DATA_DIR = REPO_ROOT / ".data" / "test-pg"
@@ -97,3 +98,11 @@ def migrated_dsn(pg_server_dsn: str) -> Iterator[str]:
         yield dsn
     finally:
         drop_database(pg_server_dsn, name)
+
+
+@pytest.fixture
+def old_database(make_database: Callable[[], str]) -> str:
+    """DSN of a fresh database holding the pawaRisk fixture (tests/pawarisk.py), dropped after the test."""
+    dsn = make_database()
+    pawarisk.restore(dsn)
+    return dsn

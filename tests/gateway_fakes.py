@@ -418,7 +418,7 @@ def data_stats() -> retention_pb2.DataStats:
         competitor_events=table_stats(8000),
         tournaments=table_stats(300),
         competitor_tournaments=table_stats(600),
-        scrape_runs=table_stats(0),
+        scrape_runs=table_stats(4000, datetime(2026, 2, 10, tzinfo=UTC), datetime(2026, 2, 24, 10, tzinfo=UTC)),
         scrape_batches=table_stats(0),
         events_by_platform=[
             retention_pb2.PlatformCount(platform="betpawa", count=5000),
@@ -440,6 +440,7 @@ def cleanup_counts(odds_days: int, match_days: int, *, run: bool) -> retention_p
         market_odds_history=50000,
         history_partitions=2,
         market_odds_current=700,
+        scrape_runs=400,
         events=120,
         competitor_events=200,
         tournaments=5,

@@ -306,10 +306,6 @@ def table_stats(t: retention_pb2.TableStats) -> models.TableStats:
     )
 
 
-# This system has no scrape runs or batches (contract §12–§15 keep the keys): always 0 and null.
-NO_SCRAPE_RUNS = models.TableStats(count=0, oldest=None, newest=None)
-
-
 def data_stats(d: retention_pb2.DataStats) -> models.DataStatsResponse:
     return models.DataStatsResponse(
         odds_snapshots=table_stats(d.odds_snapshots),
@@ -318,8 +314,8 @@ def data_stats(d: retention_pb2.DataStats) -> models.DataStatsResponse:
         competitor_events=table_stats(d.competitor_events),
         tournaments=table_stats(d.tournaments),
         competitor_tournaments=table_stats(d.competitor_tournaments),
-        scrape_runs=NO_SCRAPE_RUNS,
-        scrape_batches=NO_SCRAPE_RUNS,
+        scrape_runs=table_stats(d.scrape_runs),
+        scrape_batches=table_stats(d.scrape_batches),
         # The old label was literally "bookmaker_<id>"; we send the slug the service gives ("betpawa"), because
         # bookmaker ids are surrogate keys that differ between databases, and the UI only shows the label.
         events_by_platform=[models.PlatformCountItem(platform=p.platform, count=p.count) for p in d.events_by_platform],
@@ -347,8 +343,8 @@ def cleanup_preview(c: retention_pb2.CleanupCounts) -> models.CleanupPreviewResp
         odds_snapshots_count=c.odds_snapshots,
         competitor_odds_snapshots_count=c.competitor_odds_snapshots,
         market_odds_history_count=c.market_odds_history,
-        scrape_runs_count=0,
-        scrape_batches_count=0,
+        scrape_runs_count=c.scrape_runs,
+        scrape_batches_count=c.scrape_batches,
         events_count=c.events,
         competitor_events_count=c.competitor_events,
         tournaments_count=c.tournaments,
@@ -361,8 +357,8 @@ def _deleted(c: retention_pb2.CleanupCounts) -> dict[str, int]:
     return {
         "odds_deleted": c.odds_snapshots,
         "competitor_odds_deleted": c.competitor_odds_snapshots,
-        "scrape_runs_deleted": 0,
-        "scrape_batches_deleted": 0,
+        "scrape_runs_deleted": c.scrape_runs,
+        "scrape_batches_deleted": c.scrape_batches,
         "events_deleted": c.events,
         "competitor_events_deleted": c.competitor_events,
         "tournaments_deleted": c.tournaments,

@@ -226,7 +226,10 @@ class TournamentMarginToKickoffResponse(Model):
 # alias; request bodies accept the camelCase the UI sends and also snake_case (populate_by_name).
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-NO_SCRAPE_RUNS = "Always 0: this system has no scrape runs or batches (snapshots arrive through the ingest service)."
+SCRAPE_RUNS = (
+    "The old system's scrape runs and batches, kept in a database taken over from it and cleaned up by the odds "
+    "retention; always 0 otherwise (this system's snapshots arrive through the ingest service)."
+)
 
 
 def camel(name: str) -> str:
@@ -304,8 +307,8 @@ class DataStatsResponse(CamelModel):
     competitor_events: TableStats
     tournaments: TableStats = Field(description="oldest and newest are always null")
     competitor_tournaments: TableStats = Field(description="oldest and newest are always null")
-    scrape_runs: TableStats = Field(description=NO_SCRAPE_RUNS)
-    scrape_batches: TableStats = Field(description=NO_SCRAPE_RUNS)
+    scrape_runs: TableStats = Field(description=SCRAPE_RUNS)
+    scrape_batches: TableStats = Field(description=SCRAPE_RUNS)
     events_by_platform: list[PlatformCountItem] = Field(
         description="distinct events per bookmaker, labelled by the bookmaker's slug (the old label was "
         "bookmaker_<id>; ids are not stable across databases)"
@@ -322,8 +325,8 @@ class CleanupPreviewResponse(CamelModel):
     odds_snapshots_count: int
     competitor_odds_snapshots_count: int
     market_odds_history_count: int = Field(description="rows in the history partitions that would be dropped")
-    scrape_runs_count: int = Field(description=NO_SCRAPE_RUNS)
-    scrape_batches_count: int = Field(description=NO_SCRAPE_RUNS)
+    scrape_runs_count: int = Field(description=SCRAPE_RUNS)
+    scrape_batches_count: int = Field(description=SCRAPE_RUNS)
     events_count: int
     competitor_events_count: int
     tournaments_count: int
@@ -334,8 +337,8 @@ class CleanupResultResponse(CamelModel):
     odds_deleted: int
     competitor_odds_deleted: int
     market_odds_history_deleted: int = Field(description="rows in the history partitions dropped")
-    scrape_runs_deleted: int = Field(description=NO_SCRAPE_RUNS)
-    scrape_batches_deleted: int = Field(description=NO_SCRAPE_RUNS)
+    scrape_runs_deleted: int = Field(description=SCRAPE_RUNS)
+    scrape_batches_deleted: int = Field(description=SCRAPE_RUNS)
     events_deleted: int
     competitor_events_deleted: int
     tournaments_deleted: int
@@ -354,8 +357,8 @@ class CleanupRunItem(CamelModel):
     match_retention_days: int
     odds_deleted: int
     competitor_odds_deleted: int
-    scrape_runs_deleted: int = Field(description=NO_SCRAPE_RUNS)
-    scrape_batches_deleted: int = Field(description=NO_SCRAPE_RUNS)
+    scrape_runs_deleted: int = Field(description=SCRAPE_RUNS)
+    scrape_batches_deleted: int = Field(description=SCRAPE_RUNS)
     events_deleted: int
     competitor_events_deleted: int
     tournaments_deleted: int

@@ -71,8 +71,8 @@ async def resolve_storage_alert(
 
 @router.get("/cleanup/stats", response_model=models.DataStatsResponse, tags=["cleanup"])
 async def cleanup_stats(retention: RetentionDep) -> models.DataStatsResponse:
-    """Row counts and date ranges per table. scrapeRuns and scrapeBatches are always 0 with null dates: this
-    system has no scrape runs. eventsByPlatform is labelled by bookmaker slug."""
+    """Row counts and date ranges per table. scrapeRuns and scrapeBatches are the old system's, in a database
+    taken over from it (0 with null dates otherwise). eventsByPlatform is labelled by bookmaker slug."""
     return convert.data_stats(await retention.get_data_stats())
 
 
@@ -83,7 +83,8 @@ async def cleanup_preview(
     """A dry run: what a cleanup with these retentions would delete now. Deletes nothing.
 
     marketOddsHistoryCount counts the rows of the history partitions that would be dropped;
-    scrapeRunsCount and scrapeBatchesCount are always 0 (this system has no scrape runs).
+    scrapeRunsCount and scrapeBatchesCount: the old system's scrape runs and batches started before the odds cutoff
+    that no remaining snapshot refers to (0 unless the database was taken over from it).
     """
     return convert.cleanup_preview(await retention.preview_cleanup(convert.cleanup_request(odds_days, match_days)))
 
@@ -102,7 +103,7 @@ async def cleanup_execute(
 
     409 while another run (manual or scheduled) is in progress; the old backend's 500 there was a defect.
     Retention days outside 1–365 are refused by the retention service (422). scrapeRunsDeleted and
-    scrapeBatchesDeleted are always 0 (this system has no scrape runs).
+    scrapeBatchesDeleted count the old system's scrape runs and batches (0 unless the database was taken over).
     """
     request = convert.cleanup_request(
         body.odds_retention_days if body else None, body.match_retention_days if body else None
@@ -117,7 +118,7 @@ async def cleanup_execute(
 async def cleanup_history(
     retention: RetentionDep, limit: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> models.CleanupHistoryResponse:
-    """Cleanup runs, manual and scheduled, newest first. scrapeRunsDeleted and scrapeBatchesDeleted are always 0."""
+    """Cleanup runs, manual and scheduled, newest first."""
     return convert.cleanup_history(await retention.list_cleanup_runs(limit))
 
 

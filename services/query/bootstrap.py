@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -25,6 +25,11 @@ from services.query.rendering import keep_rendered
 from services.query.writer_feed import WriterFeed
 
 logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
@@ -53,9 +58,15 @@ class QueryApp:
         await self.pool.close()
 
 
-async def start(settings: QuerySettings, *, history_clock: Callable[[], float] = time.monotonic) -> QueryApp:
+async def start(
+    settings: QuerySettings,
+    *,
+    history_clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], datetime] = utc_now,
+) -> QueryApp:
     """Opens the pool, starts the server as NOT_SERVING, warms the cache, then reports SERVING.
-    `history_clock` times the Redis back-off (tests step it instead of sleeping through it)."""
+    `history_clock` times the Redis back-off (tests step it instead of sleeping through it); `clock` is "now"
+    for the cache horizon and the reads (tests over dated data fix it)."""
     pool = await db.create_pool(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
@@ -63,7 +74,7 @@ async def start(settings: QuerySettings, *, history_clock: Callable[[], float] =
     writers = [WriterFeed(address) for address in settings.writer_addresses]
     feed = Feed(
         pool, cache, timedelta(hours=settings.cache_horizon_hours), [w.run for w in writers],
-        resync_seconds=settings.resync_seconds,
+        resync_seconds=settings.resync_seconds, clock=clock,
     )  # fmt: skip
     # The current-odds cache stays per replica, fed by every writer's change feed (see services/writer/writer.py
     # for why it is not NOTIFY); what replicas share through Redis is merged history, the read that costs the
@@ -77,7 +88,7 @@ async def start(settings: QuerySettings, *, history_clock: Callable[[], float] =
         reader, redis, lambda event_id: event_id in cache.events,
         ttl_seconds=settings.redis_ttl_seconds, backoff_seconds=settings.redis_backoff_seconds, clock=history_clock,
     )  # fmt: skip
-    servicer = QueryServicer(cache, pool, reader, feed.cutoff, history=history, updates=feed.updates)
+    servicer = QueryServicer(cache, pool, reader, feed.cutoff, clock, history=history, updates=feed.updates)
     server = create_server(
         settings.listen,
         lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),

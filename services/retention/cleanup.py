@@ -37,6 +37,8 @@ class Counts:
     market_odds_history: int = 0
     history_partitions: int = 0
     market_odds_current: int = 0
+    scrape_runs: int = 0
+    scrape_batches: int = 0
     events: int = 0
     competitor_events: int = 0
     tournaments: int = 0
@@ -100,6 +102,8 @@ class DataStats:
     tournaments: TableStat
     competitor_tournaments: TableStat
     market_odds_history: TableStat
+    scrape_runs: TableStat
+    scrape_batches: TableStat
     events_by_platform: list[tuple[str, int]]
     competitor_events_by_source: list[tuple[str, int]]
 

@@ -153,6 +153,52 @@ async def delete_empty_tournaments(
         logger.info("tournament cleanup stopped early, a tournament got a new event: %s", exc)
 
 
+# The old system's scrape runs and batches: only in a database taken over from it (oddstore/takeover.py verified
+# them). Its cleanup deleted them with the odds retention, by started_at; so do we. A run still referred to by a
+# snapshot that stays (one that straddled the cutoff) stays with it, and is deleted by a later run.
+SCRAPE_TABLES = "SELECT to_regclass('scrape_runs') IS NOT NULL"
+# Rows that refer to scrape_runs without a cascade; each is deleted before its run.
+SCRAPE_RUN_CHILDREN = ("scrape_errors", "scrape_phase_logs", "event_scrape_status")
+OLD_SCRAPE_RUNS = """
+SELECT r.id FROM scrape_runs r
+WHERE r.started_at < $1
+  AND NOT EXISTS (SELECT 1 FROM odds_snapshots s WHERE s.scrape_run_id = r.id)
+  AND NOT EXISTS (SELECT 1 FROM competitor_odds_snapshots s WHERE s.scrape_run_id = r.id)
+ORDER BY r.id LIMIT $2
+"""
+DELETE_SCRAPE_RUN_CHILDREN = {
+    table: f"DELETE FROM {table} WHERE id = ANY(ARRAY("
+    f"SELECT id FROM {table} WHERE scrape_run_id = ANY($1::int[]) LIMIT $2))"
+    for table in SCRAPE_RUN_CHILDREN
+}
+DELETE_SCRAPE_RUNS = "DELETE FROM scrape_runs WHERE id = ANY($1::int[])"
+DELETE_OLD_SCRAPE_BATCHES = """
+DELETE FROM scrape_batches WHERE id = ANY(ARRAY(
+    SELECT b.id FROM scrape_batches b
+    WHERE b.started_at < $1::timestamp AND NOT EXISTS (SELECT 1 FROM scrape_runs r WHERE r.batch_id = b.id)
+    LIMIT $2))
+"""
+
+
+async def has_scrape_tables(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval(SCRAPE_TABLES))
+
+
+async def delete_old_scrape_runs(conn: asyncpg.Connection, odds_cutoff: datetime, batch: int, counts: Counts) -> None:
+    """After the snapshots: runs started before the cutoff that no snapshot refers to any more, their rows first,
+    then batches left without runs."""
+    if not await has_scrape_tables(conn):
+        return
+    while True:
+        ids = [r[0] for r in await conn.fetch(OLD_SCRAPE_RUNS, odds_cutoff, batch)]
+        if not ids:
+            break
+        for sql in DELETE_SCRAPE_RUN_CHILDREN.values():
+            await delete_in_batches(conn, sql, (ids,), batch)
+        counts.scrape_runs += _deleted(await conn.execute(DELETE_SCRAPE_RUNS, ids))
+    counts.scrape_batches += await delete_in_batches(conn, DELETE_OLD_SCRAPE_BATCHES, (naive(odds_cutoff),), batch)
+
+
 # --- preview: the same selections, counted --------------------------------------------------------------------
 
 PREVIEW_ODDS_SNAPSHOTS = """
@@ -180,6 +226,26 @@ WHERE t.created_at < $1::timestamp
   AND NOT EXISTS (SELECT 1 FROM competitor_events e WHERE e.tournament_id = t.id AND e.kickoff >= $1::timestamp)
 """
 
+# The runs a cleanup would delete: the snapshots that stay are those outside the two selections above.
+PREVIEW_SCRAPE_RUNS = """
+WITH kept AS (
+    SELECT scrape_run_id FROM odds_snapshots
+    WHERE captured_at >= $1 AND event_id NOT IN (SELECT id FROM events WHERE kickoff < $3)
+    UNION
+    SELECT scrape_run_id FROM competitor_odds_snapshots
+    WHERE captured_at >= $2
+      AND competitor_event_id NOT IN (SELECT id FROM competitor_events WHERE kickoff < $4)
+), runs AS (
+    SELECT r.id FROM scrape_runs r
+    WHERE r.started_at < $1 AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.scrape_run_id = r.id)
+)
+SELECT (SELECT count(*) FROM runs),
+       (SELECT count(*) FROM scrape_batches b
+        WHERE b.started_at < $2
+          AND NOT EXISTS (SELECT 1 FROM scrape_runs r
+                          WHERE r.batch_id = b.id AND NOT EXISTS (SELECT 1 FROM runs d WHERE d.id = r.id)))
+"""
+
 
 async def preview_rows(conn: asyncpg.Connection, odds_cutoff: datetime, match_cutoff: datetime, counts: Counts) -> None:
     """Fills the counts of everything but history partitions, in one snapshot so the numbers agree."""
@@ -199,6 +265,11 @@ async def preview_rows(conn: asyncpg.Connection, odds_cutoff: datetime, match_cu
         counts.saw_match(aware(row[1]))
         counts.tournaments = int(await conn.fetchval(PREVIEW_TOURNAMENTS, naive(match_cutoff), match_cutoff))
         counts.competitor_tournaments = int(await conn.fetchval(PREVIEW_COMPETITOR_TOURNAMENTS, naive(match_cutoff)))
+        if await has_scrape_tables(conn):
+            row = await conn.fetchrow(
+                PREVIEW_SCRAPE_RUNS, odds_cutoff, naive(odds_cutoff), match_cutoff, naive(match_cutoff)
+            )
+            counts.scrape_runs, counts.scrape_batches = int(row[0]), int(row[1])
 
 
 # --- data statistics ------------------------------------------------------------------------------------------
@@ -218,6 +289,11 @@ SELECT 'bookmaker_' || bookmaker_id, count(DISTINCT event_id) FROM event_bookmak
 GROUP BY bookmaker_id ORDER BY bookmaker_id
 """
 COMPETITOR_EVENTS_BY_SOURCE = "SELECT source, count(*) FROM competitor_events GROUP BY source ORDER BY source"
+SCRAPE_STATS = """
+SELECT (SELECT row(count(*), min(started_at), max(started_at)) FROM scrape_runs),
+       (SELECT row(count(*), min(started_at), max(started_at)) FROM scrape_batches)
+"""
+NO_ROWS: TableStat = (0, None, None)
 
 
 def _stat(value: Any) -> TableStat:
@@ -232,6 +308,7 @@ async def data_stats(pool: asyncpg.Pool) -> DataStats:
         r = await conn.fetchrow(DATA_STATS)
         by_platform = [(x[0], int(x[1])) for x in await conn.fetch(EVENTS_BY_PLATFORM)]
         by_source = [(x[0], int(x[1])) for x in await conn.fetch(COMPETITOR_EVENTS_BY_SOURCE)]
+        scrape = await conn.fetchrow(SCRAPE_STATS) if await has_scrape_tables(conn) else None
     return DataStats(
         odds_snapshots=_stat(r[0]),
         competitor_odds_snapshots=_stat(r[1]),
@@ -240,6 +317,8 @@ async def data_stats(pool: asyncpg.Pool) -> DataStats:
         tournaments=(int(r[4]), None, None),
         competitor_tournaments=(int(r[5]), None, None),
         market_odds_history=_stat(r[6]),
+        scrape_runs=_stat(scrape[0]) if scrape else NO_ROWS,
+        scrape_batches=_stat(scrape[1]) if scrape else NO_ROWS,
         events_by_platform=by_platform,
         competitor_events_by_source=by_source,
     )

@@ -75,8 +75,8 @@ def counts_to_pb(cutoffs: Cutoffs, c: Counts, duration: float = 0.0, run_id: int
         market_odds_history=c.market_odds_history,
         history_partitions=c.history_partitions,
         market_odds_current=c.market_odds_current,
-        scrape_runs=0,  # this system has no scrape runs or batches
-        scrape_batches=0,
+        scrape_runs=c.scrape_runs,
+        scrape_batches=c.scrape_batches,
         events=c.events,
         competitor_events=c.competitor_events,
         tournaments=c.tournaments,
@@ -161,8 +161,8 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
             competitor_events=_table_stats(s.competitor_events),
             tournaments=_table_stats(s.tournaments),
             competitor_tournaments=_table_stats(s.competitor_tournaments),
-            scrape_runs=pb.TableStats(count=0),
-            scrape_batches=pb.TableStats(count=0),
+            scrape_runs=_table_stats(s.scrape_runs),
+            scrape_batches=_table_stats(s.scrape_batches),
             events_by_platform=[pb.PlatformCount(platform=p, count=n) for p, n in s.events_by_platform],
             competitor_events_by_source=[
                 pb.PlatformCount(platform=p, count=n) for p, n in s.competitor_events_by_source

@@ -227,6 +227,8 @@ class Retention:
             "competitor_odds_snapshots",
             "market_odds_history",
             "market_odds_current",
+            "scrape_runs",
+            "scrape_batches",
             "events",
             "competitor_events",
             "tournaments",
@@ -251,6 +253,7 @@ class Retention:
         counts.saw_odds(oldest)
         await cleanup_repo.delete_expired_events(conn, cutoffs.match, batch, counts)
         await cleanup_repo.delete_expired_competitor_events(conn, cutoffs.match, batch, counts)
+        await cleanup_repo.delete_old_scrape_runs(conn, cutoffs.odds, batch, counts)
         await cleanup_repo.delete_empty_tournaments(conn, cutoffs.match, batch, counts)
 
     async def _drop_expired_partitions(self, conn: asyncpg.Connection, cutoff: datetime, counts: Counts) -> None:

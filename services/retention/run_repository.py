@@ -34,7 +34,7 @@ UPDATE cleanup_runs SET
     odds_deleted = $6, competitor_odds_deleted = $7, events_deleted = $8, competitor_events_deleted = $9,
     tournaments_deleted = $10, competitor_tournaments_deleted = $11, market_odds_history_deleted = $12,
     history_partitions_dropped = $13, market_odds_current_deleted = $14,
-    oldest_odds_date = $15, oldest_match_date = $16
+    oldest_odds_date = $15, oldest_match_date = $16, scrape_runs_deleted = $17, scrape_batches_deleted = $18
 WHERE id = $1
 """
 
@@ -85,6 +85,8 @@ async def finish_run(
         c.market_odds_current,
         naive(c.oldest_odds_date) if c.oldest_odds_date else None,
         naive(c.oldest_match_date) if c.oldest_match_date else None,
+        c.scrape_runs,
+        c.scrape_batches,
     )
 
 
@@ -112,6 +114,8 @@ def run_from_row(r: asyncpg.Record) -> RunRecord:
         market_odds_history=r["market_odds_history_deleted"],
         history_partitions=r["history_partitions_dropped"],
         market_odds_current=r["market_odds_current_deleted"],
+        scrape_runs=r["scrape_runs_deleted"],
+        scrape_batches=r["scrape_batches_deleted"],
         events=r["events_deleted"],
         competitor_events=r["competitor_events_deleted"],
         tournaments=r["tournaments_deleted"],

@@ -297,7 +297,9 @@ async def test_data_stats_have_every_key_with_table_stats_and_explicit_nulls(api
     assert body["events"]["newest"] == "2026-03-10T19:00:00Z"
     assert body["tournaments"] == {"count": 300, "oldest": None, "newest": None}
     assert body["competitorTournaments"] == {"count": 600, "oldest": None, "newest": None}
-    assert body["scrapeRuns"] == body["scrapeBatches"] == {"count": 0, "oldest": None, "newest": None}
+    # The old system's scrape runs of a taken-over database, passed through as the service counts them.
+    assert body["scrapeRuns"] == {"count": 4000, "oldest": "2026-02-10T00:00:00Z", "newest": "2026-02-24T10:00:00Z"}
+    assert body["scrapeBatches"] == {"count": 0, "oldest": None, "newest": None}
     assert body["marketOddsHistory"] == {
         "count": 15000000,
         "oldest": "2026-02-10T00:00:01Z",
@@ -332,7 +334,7 @@ async def test_the_preview_without_parameters_uses_the_stored_settings(
         "oddsSnapshotsCount": 1000,
         "competitorOddsSnapshotsCount": 800,
         "marketOddsHistoryCount": 50000,
-        "scrapeRunsCount": 0,
+        "scrapeRunsCount": 400,
         "scrapeBatchesCount": 0,
         "eventsCount": 120,
         "competitorEventsCount": 200,
@@ -389,7 +391,7 @@ async def test_execute_with_the_ui_body_answers_the_cleanup_result(
         "oddsDeleted": 1000,
         "competitorOddsDeleted": 800,
         "marketOddsHistoryDeleted": 50000,
-        "scrapeRunsDeleted": 0,
+        "scrapeRunsDeleted": 400,
         "scrapeBatchesDeleted": 0,
         "eventsDeleted": 120,
         "competitorEventsDeleted": 200,
@@ -521,7 +523,7 @@ async def test_cleanup_history_has_the_run_shape_with_explicit_nulls(
         "completed",
         12.35,
     )
-    assert (completed["oddsDeleted"], completed["tournamentsDeleted"], completed["scrapeRunsDeleted"]) == (1000, 5, 0)
+    assert (completed["oddsDeleted"], completed["tournamentsDeleted"], completed["scrapeRunsDeleted"]) == (1000, 5, 400)
     assert completed["oldestOddsDate"] == "2026-01-20T00:00:00Z"
     assert failed["status"] == "failed" and failed["errorMessage"] == "canceling statement due to lock timeout"
     assert failed["durationSeconds"] == 1.0 and isinstance(failed["durationSeconds"], float)
@@ -705,9 +707,9 @@ async def test_the_openapi_document_has_the_ten_operations_and_documents_the_qui
     assert "404" in paths["/api/storage/alerts/{alert_id}/resolve"]["post"]["responses"]
     preview = paths["/api/cleanup/preview"]["get"]
     assert {p["name"] for p in preview["parameters"]} == {"odds_days", "match_days"}
-    assert "no scrape runs" in preview["description"]
+    assert "scrape runs" in preview["description"]
     schemas = document["components"]["schemas"]
-    assert "no scrape runs" in schemas["DataStatsResponse"]["properties"]["scrapeRuns"]["description"]
+    assert "taken over" in schemas["DataStatsResponse"]["properties"]["scrapeRuns"]["description"]
     assert "bet9jaDelayMs" in schemas["SettingsResponse"]["properties"]
 
 

@@ -3,14 +3,8 @@ read right, and the way back. Expected values are computed here from the fixture
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
@@ -24,108 +18,17 @@ from services.query import repository as query_repo
 from services.query.cache import OddsCache
 from services.query.grpc_api import QueryServicer
 from services.query.history_repository import HistoryReader
-from services.query.odds import Odds
 from services.retention.config import RetentionSettings
 from services.retention.retention import Retention
 from services.writer.plan import Status
 from services.writer.writer import Writer
+from tests import pawarisk
 from tests.factories import market, snapshot, write
+from tests.pawarisk import changes, legacy_observations, shown_before_upgrade, table_fingerprints
+
+pytestmark = pawarisk.REQUIRED
 
 NO_CONTEXT = cast(grpc.aio.ServicerContext, None)  # a servicer uses its context only to abort
-
-REPO = Path(__file__).resolve().parents[2]
-DUMP = Path(os.environ.get("PAWARISK_HEAD_DUMP", REPO.parent / "shared" / "fixtures" / "pawarisk-head.dump"))
-
-MarketKey = tuple[int, str, str, float | None]  # (event_id, bookmaker_slug, market_id, line)
-State = tuple[tuple[Odds, ...], bool, datetime | None]  # (sorted outcomes, available, unavailable_at)
-
-
-def _skip_reason() -> str | None:
-    if not DUMP.is_file():
-        return f"SKIPPED LOUDLY: the pawaRisk fixture is not at {DUMP} (set PAWARISK_HEAD_DUMP to its path)"
-    if shutil.which("pg_restore") is None:
-        return "SKIPPED LOUDLY: pg_restore is not on PATH, the pawaRisk fixture cannot be restored"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
-
-
-@pytest.fixture
-def old_database(make_database: Callable[[], str]) -> str:
-    dsn = make_database()
-    subprocess.run(["pg_restore", "--no-owner", "--exit-on-error", "-d", dsn, str(DUMP)], check=True)
-    return dsn
-
-
-async def _connect(dsn: str) -> asyncpg.Connection:
-    return await asyncpg.connect(dsn, server_settings={"timezone": "UTC"})
-
-
-def _outcomes(raw: str) -> tuple[Odds, ...]:
-    # Thousandths, as stored; missing odds 0 and a missing flag active, as the old system wrote them.
-    return tuple(
-        sorted(
-            (str(o["name"]), round(float(o.get("odds") or 0) * 1000) / 1000, bool(o.get("is_active", True)))
-            for o in json.loads(raw)
-        )
-    )
-
-
-def _utc(t: datetime | None) -> datetime | None:
-    return None if t is None else (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC))
-
-
-async def legacy_observations(dsn: str) -> dict[MarketKey, list[tuple[datetime, int, State]]]:
-    """Every market row of every legacy snapshot, read from the old schema as it is."""
-    conn = await _connect(dsn)
-    try:
-        rows = await conn.fetch(
-            """
-            SELECT s.event_id, b.slug, m.betpawa_market_id, m.line, s.captured_at, s.id, m.outcomes::text,
-                   m.unavailable_at
-            FROM odds_snapshots s JOIN bookmakers b ON b.id = s.bookmaker_id JOIN market_odds m ON m.snapshot_id = s.id
-            UNION ALL
-            SELECT ce.betpawa_event_id, ce.source, m.betpawa_market_id, m.line, s.captured_at, s.id, m.outcomes::text,
-                   m.unavailable_at
-            FROM competitor_odds_snapshots s JOIN competitor_events ce ON ce.id = s.competitor_event_id
-            JOIN competitor_market_odds m ON m.snapshot_id = s.id
-            WHERE ce.betpawa_event_id IS NOT NULL AND ce.deleted_at IS NULL
-            """
-        )
-    finally:
-        await conn.close()
-    found: dict[MarketKey, list[tuple[datetime, int, State]]] = defaultdict(list)
-    for event_id, slug, market_id, line, captured_at, snapshot_id, outcomes, unavailable_at in rows:
-        at = _utc(captured_at)
-        assert at is not None
-        gone = _utc(unavailable_at)
-        found[(event_id, slug, market_id, line)].append((at, snapshot_id, (_outcomes(outcomes), gone is None, gone)))
-    return found
-
-
-def changes(observations: list[tuple[datetime, int, State]]) -> list[tuple[datetime, State]]:
-    """Consecutive snapshots with the same odds and availability are one change point."""
-    points: list[tuple[datetime, State]] = []
-    for at, _, state in sorted(observations, key=lambda o: (o[0], o[1])):
-        if not points or points[-1][1][:2] != state[:2]:
-            points.append((at, state))
-    return points
-
-
-async def table_fingerprints(dsn: str, tables: list[str]) -> dict[str, tuple[int, str]]:
-    conn = await _connect(dsn)
-    try:
-        return {
-            t: tuple(
-                await conn.fetchrow(
-                    f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
-                )
-            )  # type: ignore[misc]
-            for t in tables
-        }
-    finally:
-        await conn.close()
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Africa/Lagos"])
@@ -134,10 +37,10 @@ async def test_the_fixture_upgrades_with_one_command_and_every_legacy_point_read
 ) -> None:
     observed = await legacy_observations(old_database)
     assert observed, "the fixture has legacy snapshots"
-    conn = await _connect(old_database)
+    conn = await pawarisk.connect(old_database)
     try:
         # Every session of the upgrade and of the reads runs in this zone.
-        await conn.execute(f"ALTER DATABASE \"{_dbname(old_database)}\" SET timezone TO '{zone}'")
+        await conn.execute(f"ALTER DATABASE \"{pawarisk.dbname(old_database)}\" SET timezone TO '{zone}'")
         kickoffs_before = {r[0]: r[1] for r in await conn.fetch("SELECT id, kickoff FROM events")}
     finally:
         await conn.close()
@@ -159,48 +62,11 @@ async def test_the_fixture_upgrades_with_one_command_and_every_legacy_point_read
         await pool.close()
 
 
-def _dbname(dsn: str) -> str:
-    return dsn.rsplit("/", 1)[-1].split("?", 1)[0]
-
-
-async def shown_before_upgrade(dsn: str) -> dict[tuple[int, str], dict[tuple[str, float | None], State]]:
-    """What the old system showed per (event, bookmaker): its latest legacy snapshot, or its v2.9 current rows
-    where those were confirmed at or after that snapshot."""
-    observed = await legacy_observations(dsn)
-    latest: dict[tuple[int, str], tuple[datetime, int]] = {}
-    for (event_id, slug, _, _), rows in observed.items():
-        for at, snapshot_id, _ in rows:
-            latest[(event_id, slug)] = max(latest.get((event_id, slug), (at, snapshot_id)), (at, snapshot_id))
-    shown: dict[tuple[int, str], dict[tuple[str, float | None], State]] = defaultdict(dict)
-    for (event_id, slug, market_id, line), rows in observed.items():
-        for at, snapshot_id, state in rows:
-            if (at, snapshot_id) == latest[(event_id, slug)]:
-                shown[(event_id, slug)][(market_id, line)] = state
-    conn = await _connect(dsn)
-    try:
-        v29 = await conn.fetch(
-            "SELECT c.event_id, c.bookmaker_slug, c.betpawa_market_id, c.line, c.outcomes::text, c.unavailable_at,"
-            " max(c.last_confirmed_at) OVER (PARTITION BY c.event_id, c.bookmaker_slug) AS confirmed"
-            " FROM market_odds_current c"
-        )
-    finally:
-        await conn.close()
-    replaced: set[tuple[int, str]] = set()
-    for event_id, slug, market_id, line, outcomes, unavailable_at, confirmed in v29:
-        pair = (event_id, slug)
-        if pair in latest and latest[pair][0] > confirmed:
-            continue
-        if pair not in replaced:
-            shown[pair], replaced = {}, replaced | {pair}
-        shown[pair][(market_id, line)] = (_outcomes(outcomes), unavailable_at is None, unavailable_at)
-    return shown
-
-
 async def test_the_odds_shown_before_the_upgrade_are_the_current_odds_after_it_and_v29_history_is_carried_over(
     old_database: str,
 ) -> None:
     shown = await shown_before_upgrade(old_database)
-    conn = await _connect(old_database)
+    conn = await pawarisk.connect(old_database)
     try:
         v29_history = await conn.fetch(
             "SELECT event_id, bookmaker_slug, betpawa_market_id, line, captured_at, outcomes::text"
@@ -233,7 +99,7 @@ async def test_the_odds_shown_before_the_upgrade_are_the_current_odds_after_it_a
         assert rows == {pair: len(markets) for pair, markets in shown.items()}
         for event_id, slug, market_id, line, captured_at, outcomes in v29_history:
             points = (await reader.market_changes(event_id, market_id, slug, line)).points
-            assert (captured_at, _outcomes(outcomes), True) in [
+            assert (captured_at, pawarisk.outcomes_of(outcomes), True) in [
                 (p.captured_at, tuple(sorted(p.outcomes)), p.available) for p in points
             ]
         assert await pool.fetchval("SELECT count(*) FROM pawarisk_market_odds_history") == len(v29_history)
@@ -295,7 +161,7 @@ async def test_new_snapshots_merge_after_the_legacy_points_and_the_last_legacy_s
 
 
 async def test_competitor_mode_lists_the_old_competitor_only_events_with_their_countries(old_database: str) -> None:
-    conn = await _connect(old_database)
+    conn = await pawarisk.connect(old_database)
     try:
         rows = await conn.fetch(
             "SELECT ce.id, ce.sportradar_id, ce.kickoff, ct.country_raw FROM competitor_events ce"
@@ -349,7 +215,7 @@ async def test_upgrade_then_downgrade_to_the_old_head_gives_the_old_tables_back_
     migrate.downgrade(old_database, OLD_HEAD)
 
     assert await table_fingerprints(old_database, tables) == before
-    conn = await _connect(old_database)
+    conn = await pawarisk.connect(old_database)
     try:
         leftovers = await conn.fetch(
             "SELECT relname FROM pg_class WHERE relname LIKE 'pawarisk%' OR relname IN ('latest_snapshots')"
@@ -362,7 +228,7 @@ async def test_upgrade_then_downgrade_to_the_old_head_gives_the_old_tables_back_
 async def test_a_schema_that_differs_from_the_claimed_old_head_is_refused_and_left_unchanged(
     old_database: str,
 ) -> None:
-    conn = await _connect(old_database)
+    conn = await pawarisk.connect(old_database)
     try:
         await conn.execute("ALTER TABLE tournaments DROP COLUMN sportradar_id")
         await conn.execute("ALTER TABLE market_odds ALTER COLUMN line TYPE numeric")
@@ -374,7 +240,7 @@ async def test_a_schema_that_differs_from_the_claimed_old_head_is_refused_and_le
 
     assert "tournaments.sportradar_id" in str(refused.value)
     assert "market_odds.line is numeric" in str(refused.value)
-    conn = await _connect(old_database)
+    conn = await pawarisk.connect(old_database)
     try:
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == OLD_HEAD
         assert await conn.fetchval("SELECT to_regclass('pawarisk_market_odds_current')") is None
@@ -383,7 +249,7 @@ async def test_a_schema_that_differs_from_the_claimed_old_head_is_refused_and_le
 
 
 async def test_an_earlier_old_revision_is_refused_naming_the_head_to_reach_first(old_database: str) -> None:
-    conn = await _connect(old_database)
+    conn = await pawarisk.connect(old_database)
     try:
         await conn.execute("UPDATE alembic_version SET version_num = 'n8o7p0q1r2s3'")
     finally:
@@ -391,3 +257,151 @@ async def test_an_earlier_old_revision_is_refused_naming_the_head_to_reach_first
 
     with pytest.raises(TakeoverRefused, match=OLD_HEAD):
         migrate.upgrade(old_database)
+
+
+async def test_the_old_scrape_runs_are_counted_previewed_and_cleaned_with_the_odds_retention(old_database: str) -> None:
+    conn = await pawarisk.connect(old_database)
+    try:
+        # One run that started before the cutoff chosen below while its snapshots came after it, and batches:
+        # one old with a run that goes, one old with that straddling run, one young.
+        straddler, its_time = await conn.fetchrow(
+            "SELECT scrape_run_id, min(captured_at) FROM odds_snapshots WHERE scrape_run_id IS NOT NULL"
+            " GROUP BY 1 ORDER BY 2 OFFSET 2 LIMIT 1"
+        )
+        await conn.execute(
+            "UPDATE scrape_runs SET started_at = started_at - interval '1 minute' WHERE id = $1", straddler
+        )
+        cutoff = its_time - timedelta(seconds=30)
+        oldest_run = await conn.fetchval("SELECT min(id) FROM scrape_runs")
+        batches = [
+            await conn.fetchval("INSERT INTO scrape_batches (started_at) VALUES ($1) RETURNING id", started)
+            for started in (datetime(2026, 1, 1), datetime(2026, 1, 2), cutoff.replace(tzinfo=None))
+        ]
+        await conn.execute("UPDATE scrape_runs SET batch_id = $1 WHERE id = $2", batches[0], oldest_run)
+        await conn.execute("UPDATE scrape_runs SET batch_id = $1 WHERE id = $2", batches[1], straddler)
+        runs = {r[0]: r[1] for r in await conn.fetch("SELECT id, started_at FROM scrape_runs")}
+        snapshot_times: dict[int, list[datetime]] = defaultdict(list)
+        for run_id, captured in await conn.fetch(
+            "SELECT scrape_run_id, captured_at FROM odds_snapshots UNION ALL"
+            " SELECT scrape_run_id, captured_at AT TIME ZONE 'UTC' FROM competitor_odds_snapshots"
+        ):
+            snapshot_times[run_id].append(captured)
+        statuses = {r[0]: r[1] for r in await conn.fetch("SELECT id, scrape_run_id FROM event_scrape_status")}
+    finally:
+        await conn.close()
+    # Events are kept (a year of match retention), so a run goes when it started before the cutoff and every
+    # snapshot that refers to it is older than the cutoff.
+    gone = {r for r, started in runs.items() if started < cutoff and all(t < cutoff for t in snapshot_times[r])}
+    assert straddler not in gone and oldest_run in gone and set(runs) - gone, "the case is not trivial"
+
+    migrate.upgrade(old_database)
+
+    pool = await asyncpg.create_pool(old_database, min_size=1, max_size=4)
+    try:
+        retention = Retention(
+            pool, RetentionSettings(lock_timeout=5.0, delete_batch=2), lambda: cutoff + timedelta(days=14)
+        )
+        stats = await retention.data_stats()
+        assert stats.scrape_runs == (len(runs), min(runs.values()), max(runs.values()))
+        assert stats.scrape_batches == (3, datetime(2026, 1, 1, tzinfo=UTC), cutoff)
+        _, preview = await retention.preview(14, 365)
+        assert (preview.scrape_runs, preview.scrape_batches) == (len(gone), 1)
+
+        result = await retention.run_cleanup(odds_days=14, match_days=365)
+
+        assert (result.counts.scrape_runs, result.counts.scrape_batches) == (len(gone), 1)
+        assert {r[0] for r in await pool.fetch("SELECT id FROM scrape_runs")} == set(runs) - gone
+        assert {r[0] for r in await pool.fetch("SELECT id FROM scrape_batches")} == set(batches[1:])
+        assert {r[0] for r in await pool.fetch("SELECT id FROM event_scrape_status")} == {
+            s for s, run_id in statuses.items() if run_id not in gone
+        }
+        assert tuple(
+            await pool.fetchrow("SELECT scrape_runs_deleted, scrape_batches_deleted FROM cleanup_runs WHERE id = $1",
+                                result.run_id)
+        ) == (len(gone), 1)  # fmt: skip
+    finally:
+        await pool.close()
+
+
+class Interrupted(Exception):
+    pass
+
+
+async def test_an_interrupted_conversion_resumes_where_it_stopped_and_converts_nothing_twice(
+    old_database: str,
+) -> None:
+    conn = await pawarisk.connect(old_database)
+    try:
+        v29 = {
+            (r[0], r[1], r[2], r[3], r[4])
+            for r in await conn.fetch(
+                "SELECT event_id, bookmaker_slug, betpawa_market_id, line, captured_at FROM market_odds_history"
+            )
+        }
+        lo, hi = await conn.fetchrow("SELECT min(id), max(id) FROM market_odds_history")
+    finally:
+        await conn.close()
+    batch = 2  # ids per batch: the fixture's few rows make several batches
+    assert hi - lo + 1 > 3 * batch, "several batches before and after the interruption"
+    first_run: list[int] = []
+
+    def fail_after_three(first_id: int) -> None:
+        first_run.append(first_id)
+        if len(first_run) == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        migrate.upgrade(old_database, batch_ids=batch, after_batch=fail_after_three)
+
+    plan = "\n".join(migrate.plan(old_database))
+    converted_before = await _converted(old_database)
+    assert 0 < len(converted_before) < len(v29)
+    assert f"v2.9 history to convert: {len(v29) - len(converted_before)} of {len(v29)} rows" in plan
+
+    second_run: list[int] = []
+    migrate.upgrade(old_database, batch_ids=batch, after_batch=second_run.append)
+
+    # The second run starts at the first batch the first did not commit, and covers the rest once.
+    assert second_run[0] == first_run[-1] + batch
+    assert sorted(first_run + second_run) == list(range(lo, hi + 1, batch))
+    converted = await _converted(old_database)
+    assert sorted(converted) == sorted(v29)  # every row, each once
+    assert "nothing to convert" in "\n".join(migrate.plan(old_database))
+    migrate.upgrade(old_database)  # a third run has nothing left to do
+    assert sorted(await _converted(old_database)) == sorted(v29)
+
+
+async def _converted(dsn: str) -> list[tuple[Any, ...]]:
+    """The history rows the conversion wrote: only converted v2.9 rows are in market_odds_history here."""
+    conn = await pawarisk.connect(dsn)
+    try:
+        return [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT event_id, bookmaker_slug, market_id, line, captured_at FROM market_odds_history"
+            )
+        ]
+    finally:
+        await conn.close()
+
+
+async def test_the_dry_run_counts_the_work_and_changes_nothing(old_database: str) -> None:
+    conn = await pawarisk.connect(old_database)
+    try:
+        v29 = await conn.fetchval("SELECT count(*) FROM market_odds_history")
+        legacy = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM market_odds) + (SELECT count(*) FROM competitor_market_odds)"
+        )
+    finally:
+        await conn.close()
+    before = await table_fingerprints(old_database, sorted(set(OLD_HEAD_COLUMNS) | {"alembic_version"}))
+
+    lines = migrate.plan(old_database)
+
+    text = "\n".join(lines)
+    assert f"pawaRisk head {OLD_HEAD}, schema verified" in text
+    assert "revisions to apply: 0002 0003 0004 0005" in text
+    assert f"v2.9 history to convert: {v29} of {v29} rows" in text
+    assert f"current state seeded from {legacy} legacy market rows" in text
+    assert "estimate: ~" in text
+    assert await table_fingerprints(old_database, sorted(set(OLD_HEAD_COLUMNS) | {"alembic_version"})) == before

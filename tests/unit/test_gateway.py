@@ -79,14 +79,17 @@ def test_timestamps_are_formatted_in_utc_with_a_z() -> None:
     assert format_utc(datetime(2026, 2, 24, 15, 30)) == "2026-02-24T15:30:00Z"
 
 
-def test_scrape_runs_are_zero_whatever_the_service_sends() -> None:
-    stats = retention_pb2.DataStats(scrape_runs=retention_pb2.TableStats(count=5))
-    assert convert.data_stats(stats).scrape_runs.count == 0
+def test_the_scrape_runs_the_service_counts_are_passed_through() -> None:
+    # A taken-over database keeps the old system's scrape runs: the UI shows and cleans them (issue 10).
+    stats = retention_pb2.DataStats(
+        scrape_runs=retention_pb2.TableStats(count=5), scrape_batches=retention_pb2.TableStats(count=2)
+    )
+    assert (convert.data_stats(stats).scrape_runs.count, convert.data_stats(stats).scrape_batches.count) == (5, 2)
     counts = retention_pb2.CleanupCounts(scrape_runs=5, scrape_batches=6)
     preview = convert.cleanup_preview(counts)
-    assert (preview.scrape_runs_count, preview.scrape_batches_count) == (0, 0)
+    assert (preview.scrape_runs_count, preview.scrape_batches_count) == (5, 6)
     result = convert.cleanup_result(counts)
-    assert (result.scrape_runs_deleted, result.scrape_batches_deleted) == (0, 0)
+    assert (result.scrape_runs_deleted, result.scrape_batches_deleted) == (5, 6)
 
 
 def test_the_retention_address_defaults_to_50054_and_is_read_from_the_environment(
