@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The credentials the compose stack reads as secrets (files, never environment variables), made once into DIR
 # (default deploy/secrets, gitignored) and kept: ingest's tokens file with a token for the simulator profile
-# (simulator.token) and one for an operator's `oddstore replay` (operator.token). Re-running changes nothing;
+# (simulator.token) and one for an operator's `oddstore replay` (operator.token); the gateway's users file with
+# an admin and a viewer, their passwords in admin.password and viewer.password. Re-running changes nothing;
 # delete DIR to start over. Needs the host's .venv (`make setup`).
 #   deploy/secrets.sh [DIR]
 set -euo pipefail
@@ -20,6 +21,14 @@ if [ ! -f "$DIR/ingest-tokens.json" ]; then
             > "$DIR/$name.token" 2>/dev/null
     done
     echo "secrets: ingest tokens in $DIR (operator: ODDSTORE_TOKEN_FILE=$DIR/operator.token)" >&2
+fi
+if [ ! -f "$DIR/gateway-users.json" ]; then
+    for role in admin viewer; do
+        "$PY" -c 'import secrets; print(secrets.token_urlsafe(18))' > "$DIR/$role.password"
+        oddstore user add "$role" --role "$role" --file "$DIR/gateway-users.json" --password-stdin \
+            < "$DIR/$role.password" 2>/dev/null
+    done
+    echo "secrets: gateway users admin and viewer, passwords in $DIR/admin.password and viewer.password" >&2
 fi
 # Readable by the containers' user (uid 10001), who is not this host's user: compose bind-mounts the files as
 # they are. The directory's 0700 keeps other users of this host out.

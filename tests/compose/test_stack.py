@@ -92,6 +92,11 @@ def _oddstore(*args: str, timeout: float = 300, token_file: Path | None = None) 
     )
 
 
+def _login(role: str) -> tuple[str, str]:
+    """The stack's user of that role (deploy/secrets.sh names them by role)."""
+    return role, SECRETS[role].read_text().strip()
+
+
 def _simulate(path: Path, *, events: int, cycles: int, seed: int) -> list[dict[str, object]]:
     # Simulated time in the recent past: accepted by ingest's retention window and never in the future.
     start = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -127,6 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     SECRETS["operator"] = secrets / "operator.token"
+    SECRETS["viewer"], SECRETS["admin"] = secrets / "viewer.password", secrets / "admin.password"
     # One more token in the stack's file, for sportybet only: what a competitor's scraper holds.
     narrow = _oddstore(
         "token", "create", "narrow", "--bookmakers", "sportybet", "--file", str(secrets / "ingest-tokens.json")
@@ -185,12 +191,14 @@ def test_a_replayed_file_is_read_back_through_the_gateway(stack: dict[str, str],
     listed: set[int] = set()
     deadline = time.monotonic() + 15
     while not listed >= set(event_ids) and time.monotonic() < deadline:
-        listing = httpx.get(f"{stack['gateway']}/api/events", params={"page_size": 100}, timeout=10).json()
+        listing = httpx.get(
+            f"{stack['gateway']}/api/events", params={"page_size": 100}, timeout=10, auth=_login("viewer")
+        ).json()
         listed = {e["id"] for e in listing["events"]}
         time.sleep(0.1)
     assert listed >= set(event_ids), f"not listed after 15 s: {sorted(set(event_ids) - listed)}"
     for event_id in event_ids:
-        detail = httpx.get(f"{stack['gateway']}/api/events/{event_id}", timeout=10)
+        detail = httpx.get(f"{stack['gateway']}/api/events/{event_id}", timeout=10, auth=_login("viewer"))
         assert detail.status_code == 200, detail.text
         assert detail.json()["id"] == event_id
         assert detail.json()["bookmakers"], f"event {event_id} has no bookmakers"
@@ -261,3 +269,14 @@ def test_writes_without_a_token_or_beyond_it_are_refused_and_leave_the_database_
     assert narrow.returncode == 1 and "may not write 'betpawa'" in narrow.stdout, narrow.stdout
     assert _summary(narrow.stdout)["accepted"] == sum(s["bookmaker"] == "sportybet" for s in snapshots)
     assert _psql(others) == before
+
+
+def test_a_viewer_may_not_clean_up_and_the_database_is_unchanged(stack: dict[str, str]) -> None:
+    gateway = stack["gateway"]
+    runs = _psql("SELECT count(*) FROM cleanup_runs")
+    assert httpx.get(f"{gateway}/api/cleanup/history", timeout=10).status_code == 401
+    refused = httpx.post(f"{gateway}/api/cleanup/execute", json={"oddsRetentionDays": 1}, auth=_login("viewer"))
+    assert refused.status_code == 403, refused.text
+    assert httpx.post(f"{gateway}/api/cleanup/execute", auth=("admin", "forged")).status_code == 401
+    assert _psql("SELECT count(*) FROM cleanup_runs") == runs
+    assert httpx.get(f"{gateway}/api/settings", timeout=10, auth=_login("admin")).status_code == 200
