@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from oddstore.users import User
-from services.gateway import query_api, retention_api, ws_api
+from services.gateway import audit, query_api, retention_api, ws_api
 from services.gateway.auth import BasicAuth, Verifier
 from services.gateway.dependencies import reject_unstorable_text
 from services.gateway.errors import add_error_handlers
@@ -85,6 +85,7 @@ def create_app(
     app.include_router(query_api.router, dependencies=checked)
     if retention is not None:
         app.include_router(retention_api.router, dependencies=checked)
+        app.include_router(audit.router, dependencies=checked)
     for method, path in OUT_OF_SCOPE:
         app.add_api_route(path, _out_of_scope, methods=[method], include_in_schema=False)
     app.include_router(ws_api.router)
@@ -92,4 +93,7 @@ def create_app(
     add_error_handlers(app)
     if users is not None:
         app.add_middleware(BasicAuth, verifier=Verifier(users))
+    if retention is not None:
+        # Added last, so outermost: it sees the answers of the authentication middleware too.
+        app.add_middleware(audit.AuditLog, retention=retention)
     return app

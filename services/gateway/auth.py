@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 # Health probes (the container HEALTHCHECK, load balancers) carry no credentials, and the answer tells nothing secret.
 PUBLIC_PATHS = frozenset({"/api/health"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ADMIN_PATHS = frozenset({"/api/audit"})  # reads that are an admin's business: who did what
 CHALLENGE = b'Basic realm="oddstore", charset="UTF-8"'
 REMEMBERED = 1024
 
@@ -30,6 +31,8 @@ def required_role(kind: str, method: str, path: str) -> Role | None:
     """None: open to anyone."""
     if path in PUBLIC_PATHS:
         return None
+    if path in ADMIN_PATHS:
+        return Role.admin
     if kind == "websocket" or method in READ_METHODS:
         return Role.viewer
     return Role.admin
@@ -101,6 +104,8 @@ class BasicAuth:
         header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
         user = await self.verifier.user(header)
         client = (scope.get("client") or ("?", 0))[0]
+        if user is not None:
+            scope.setdefault("state", {})["user"] = user.name  # for the audit log, refused or not
         if user is None or user.role < role:
             status = 401 if user is None else 403
             who = "no valid credentials" if user is None else f"{user.name} ({user.role.name})"
@@ -111,7 +116,6 @@ class BasicAuth:
             detail = "authentication required" if user is None else f"the {role.name} role is required"
             await _answer(send, status, detail, challenge=user is None)
             return
-        scope.setdefault("state", {})["user"] = user.name
         await self.app(scope, receive, send)
 
 

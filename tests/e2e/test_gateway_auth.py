@@ -165,3 +165,23 @@ def test_user_add_stores_only_a_hash(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "s3cret-pass" not in path.read_text()
     user = users.load(path)["olga"]
     assert user.role is users.Role.admin and user.verify("s3cret-pass") and not user.verify("s3cret-pas")
+
+
+async def test_every_change_attempted_is_audited_with_who_what_and_the_result_and_only_admins_read_it(
+    gateway: Gateway,
+) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{gateway.url}") as client:
+        await client.post("/api/cleanup/execute", headers={"Authorization": _basic(*VIEWER)})
+        await client.put("/api/settings", json={"oddsRetentionDays": 9}, headers={"Authorization": _basic(*ADMIN)})
+        await client.post("/api/storage/alerts/3/resolve")
+        await client.get("/api/settings", headers={"Authorization": _basic(*ADMIN)})  # a read: not audited
+        assert (await client.get("/api/audit", headers={"Authorization": _basic(*VIEWER)})).status_code == 403
+        listed = await client.get("/api/audit", headers={"Authorization": _basic(*ADMIN)})
+    assert listed.status_code == 200
+    entries = [(e["actor"], e["action"], e["status"]) for e in listed.json()["entries"]]
+    assert entries == [
+        ("anonymous", "POST /api/storage/alerts/3/resolve", 401),
+        ("ada", "PUT /api/settings", 200),
+        ("vera", "POST /api/cleanup/execute", 403),
+    ]
+    assert all(e["at"].endswith("Z") and e["client"] == "127.0.0.1" for e in listed.json()["entries"])
