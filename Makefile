@@ -61,7 +61,7 @@ COMPOSE := docker compose -f deploy/docker-compose.yml
 # `make images IMAGES="writer"` rebuilds one image; ODDSTORE_VERSION overrides the tag (default version-sha).
 IMAGES ?=
 
-.PHONY: docker images images-offline up down test-compose
+.PHONY: docker images images-offline secrets up down test-compose
 
 docker:
 	deploy/ensure-docker.sh
@@ -74,7 +74,11 @@ images-offline: docker
 	deploy/offline/build-bases.sh
 	deploy/build-images.sh $(IMAGES)
 
-up: images
+# Ingest tokens (and later users) for the stack, made once into deploy/secrets (deploy/secrets.sh).
+secrets: setup
+	deploy/secrets.sh
+
+up: images secrets
 	$(COMPOSE) up -d --wait
 
 down:

@@ -19,6 +19,17 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("ODDSTORE_INGEST", "127.0.0.1:50051"),
         help="ingest service address (default: $ODDSTORE_INGEST or 127.0.0.1:50051)",
     )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("ODDSTORE_TOKEN"),
+        help="ingest bearer token (default: $ODDSTORE_TOKEN; none is needed by an ingest on this machine without"
+        " a tokens file)",
+    )
+    parser.add_argument(
+        "--token-file",
+        default=os.environ.get("ODDSTORE_TOKEN_FILE"),
+        help="read the token from this file instead (default: $ODDSTORE_TOKEN_FILE; a container's secret)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=200, help="snapshots per call (200)")
     parser.add_argument("--concurrency", type=positive_int, default=2, help="calls in flight (2)")
     parser.add_argument("--timeout", type=positive_float, default=30.0, help="deadline per call, s (30)")
@@ -33,7 +44,15 @@ def submit_options(args: argparse.Namespace) -> SubmitOptions:
         timeout=args.timeout,
         retry_seconds=args.retry_seconds,
         concurrency=args.concurrency,
+        token=_token(args),
     )
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file:
+        with open(args.token_file) as f:
+            return f.read().strip() or None
+    return str(args.token) if args.token else None
 
 
 def positive_int(text: str) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from oddstore import logs
-from oddstore_cli import replay, run, simulate
+from oddstore_cli import replay, run, simulate, token, user
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -18,6 +18,8 @@ SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     replay.add_parser,
     simulate.add_parser,
     run.add_parser,
+    token.add_parser,
+    user.add_parser,
 )
 
 

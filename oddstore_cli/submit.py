@@ -36,6 +36,7 @@ class SubmitOptions:
     retry_seconds: float = 300.0  # how long one batch is retried before giving up
     concurrency: int = 2  # batches in flight
     max_message_bytes: int = 64 * 1024 * 1024
+    token: str | None = field(default=None, repr=False)  # sent as 'authorization: Bearer …'; never printed
 
 
 @dataclass(slots=True)
@@ -122,6 +123,7 @@ class Submitter:
         self._sequence = 0
         self._channel: grpc.aio.Channel | None = None
         self._stub: ingest_pb2_grpc.IngestServiceStub | None = None
+        self._metadata = (("authorization", f"Bearer {options.token}"),) if options.token else None
 
     async def __aenter__(self) -> Self:
         limit = self.options.max_message_bytes
@@ -190,7 +192,9 @@ class Submitter:
         # with its own accounting, which a retry library would split across callbacks.
         while True:
             try:
-                response = await self._stub.SubmitSnapshots(request, timeout=self.options.timeout)
+                response = await self._stub.SubmitSnapshots(
+                    request, timeout=self.options.timeout, metadata=self._metadata
+                )
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details() or ""
                 if code == grpc.StatusCode.INVALID_ARGUMENT:

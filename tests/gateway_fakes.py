@@ -561,9 +561,11 @@ class FakeRetentionService(retention_pb2_grpc.RetentionServiceServicer):
     held: asyncio.Event | None = None
     cleanup_running: bool = False
     settings: retention_pb2.Settings = field(default_factory=default_settings)
+    audit: list[retention_pb2.AuditEntry] = field(default_factory=list)  # kept apart from `received`
 
     def reset(self) -> None:
         self.received.clear()
+        self.audit.clear()
         self.abort_with = None
         if self.held is not None:
             self.held.set()  # calls still waiting finish instead of outliving the test that held them
@@ -595,6 +597,16 @@ class FakeRetentionService(retention_pb2_grpc.RetentionServiceServicer):
             odds if odds is not None else self.settings.odds_retention_days,
             match if match is not None else self.settings.match_retention_days,
         )
+
+    async def RecordAudit(self, request, context):
+        entry = retention_pb2.AuditEntry()
+        entry.CopyFrom(request)
+        entry.id = len(self.audit) + 1
+        self.audit.append(entry)
+        return entry
+
+    async def ListAudit(self, request, context):
+        return retention_pb2.AuditEntries(entries=list(reversed(self.audit))[: request.limit or 100])
 
     async def GetSettings(self, request, context):
         await self._enter("GetSettings", request, context)

@@ -9,13 +9,15 @@ module opens nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from services.gateway import query_api, retention_api, ws_api
+from oddstore.users import User
+from services.gateway import audit, query_api, retention_api, ws_api
+from services.gateway.auth import BasicAuth, Verifier
 from services.gateway.dependencies import reject_unstorable_text
 from services.gateway.errors import add_error_handlers
 from services.gateway.live import LiveOdds
@@ -47,10 +49,12 @@ def create_app(
     *,
     live: LiveOdds | None = None,
     ws_idle_seconds: float = 90.0,
+    users: Mapping[str, User] | None = None,
 ) -> FastAPI:
     """The storage, cleanup and settings routes are mounted only with a retention client (bootstrap always
     passes one; tests of the query endpoints alone do not). `live` feeds the WebSocket (one is made over
-    `query` when not given); it follows the query service while the app's lifespan runs."""
+    `query` when not given); it follows the query service while the app's lifespan runs. With `users`, every
+    request needs their HTTP Basic credentials (auth.py); without, anyone may do anything."""
     live = live if live is not None else LiveOdds(query)
 
     @asynccontextmanager
@@ -81,9 +85,15 @@ def create_app(
     app.include_router(query_api.router, dependencies=checked)
     if retention is not None:
         app.include_router(retention_api.router, dependencies=checked)
+        app.include_router(audit.router, dependencies=checked)
     for method, path in OUT_OF_SCOPE:
         app.add_api_route(path, _out_of_scope, methods=[method], include_in_schema=False)
     app.include_router(ws_api.router)
 
     add_error_handlers(app)
+    if users is not None:
+        app.add_middleware(BasicAuth, verifier=Verifier(users))
+    if retention is not None:
+        # Added last, so outermost: it sees the answers of the authentication middleware too.
+        app.add_middleware(audit.AuditLog, retention=retention)
     return app

@@ -7,6 +7,7 @@ import logging
 
 import uvicorn
 
+from oddstore import users
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.live import LiveOdds
@@ -24,12 +25,20 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         stats_deadline_seconds=settings.stats_deadline_seconds,
         cleanup_deadline_seconds=settings.cleanup_deadline_seconds,
     )
+    known = None
+    if settings.auth == "basic":
+        assert settings.users_file is not None  # GatewaySettings checks it
+        known = users.load(settings.users_file)
+        logger.info("gateway users from %s: %d", settings.users_file, len(known))
+    else:
+        logger.warning("GATEWAY_AUTH=none: no authentication, anyone who reaches %s may change data", settings.host)
     config = uvicorn.Config(
         create_app(
             query,
             retention,
             live=LiveOdds(query, window_seconds=settings.live_window_seconds, max_frames=settings.ws_max_frames),
             ws_idle_seconds=settings.ws_idle_seconds,
+            users=known,
         ),
         host=settings.host,
         port=settings.port,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from oddstore.config import CommonSettings
@@ -38,3 +42,30 @@ class GatewaySettings(CommonSettings):
         description="a WebSocket with no frame from the browser for this long is closed (the UI pings every 30 s)",
     )
     ws_max_frames: int = Field(10_000, ge=1, description="unsent messages per WebSocket; beyond, the socket is closed")
+    auth: Literal["none", "basic"] = Field(
+        "none", description="none: anyone who reaches the gateway may do anything (loopback only); basic: users file"
+    )
+    users_file: Path | None = Field(None, description="GATEWAY_AUTH=basic: names, roles and argon2 password hashes")
+    allow_unauthenticated: bool = Field(
+        False, description="serve GATEWAY_AUTH=none on a non-loopback address anyway (behind a proxy that checks)"
+    )
+
+    @model_validator(mode="after")
+    def _access(self) -> Self:
+        if self.auth == "basic" and self.users_file is None:
+            raise ValueError("GATEWAY_AUTH=basic needs GATEWAY_USERS_FILE (`oddstore user add`)")
+        if self.auth == "none" and not is_loopback(self.host) and not self.allow_unauthenticated:
+            raise ValueError(
+                f"refusing to serve without authentication on {self.host}: set GATEWAY_AUTH=basic and"
+                " GATEWAY_USERS_FILE, or GATEWAY_ALLOW_UNAUTHENTICATED=true if something in front checks"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

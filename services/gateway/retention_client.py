@@ -111,3 +111,13 @@ class RetentionClient:
         request = retention_pb2.ResolveStorageAlertRequest(alert_id=alert_id)
         response: retention_pb2.StorageAlert = await self._call("ResolveStorageAlert", request)
         return response
+
+    async def record_audit(self, entry: retention_pb2.AuditEntry) -> retention_pb2.AuditEntry:
+        response: retention_pb2.AuditEntry = await self._call("RecordAudit", entry)
+        return response
+
+    async def list_audit(self, limit: int) -> list[retention_pb2.AuditEntry]:
+        response: retention_pb2.AuditEntries = await self._call(
+            "ListAudit", retention_pb2.ListAuditRequest(limit=limit)
+        )
+        return list(response.entries)

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import grpc
 
-from oddstore import metrics
+from oddstore import metrics, tokens
 from oddstore.grpc_server import Server, client_options, create_server, wait_for_signal
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, writer_pb2_grpc
+from services.ingest.auth import Authenticator
 from services.ingest.config import IngestSettings
 from services.ingest.grpc_api import IngestServicer, WriterClient
 from services.ingest.validation import Limits
@@ -31,7 +32,19 @@ class IngestApp:
             await channel.close()
 
 
+def authenticator(settings: IngestSettings) -> Authenticator:
+    """Reads the tokens file once; a bad one stops the start with the reason (tokens.TokenFileError)."""
+    if settings.auth_tokens_file is None:
+        logger.warning("INGEST_AUTH_TOKENS_FILE is not set: only loopback clients may write, without a token")
+        return Authenticator(None)
+    grants = tokens.load(settings.auth_tokens_file)
+    names = sorted(g.name for g in grants.values())
+    logger.info("ingest tokens from %s: %s", settings.auth_tokens_file, ", ".join(names) or "none")
+    return Authenticator(grants)
+
+
 async def start(settings: IngestSettings) -> IngestApp:
+    auth = authenticator(settings)
     channels = [
         grpc.aio.insecure_channel(a, options=client_options(settings.max_message_bytes))
         for a in settings.writer_addresses
@@ -46,7 +59,7 @@ async def start(settings: IngestSettings) -> IngestApp:
         for a, c in zip(settings.writer_addresses, channels, strict=True)
     ]
     limits = Limits(max_markets=settings.max_markets, max_age=timedelta(days=settings.retention_days))
-    servicer = IngestServicer(writers, limits, settings.max_batch_snapshots, settings.max_in_flight_observations)
+    servicer = IngestServicer(writers, limits, settings.max_batch_snapshots, settings.max_in_flight_observations, auth)
     server = create_server(
         settings.listen,
         lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s),

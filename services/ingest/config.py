@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -22,6 +24,8 @@ class IngestSettings(CommonSettings):
     max_in_flight_observations: int = Field(2_000_000, ge=1)
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     retention_days: int = Field(14, ge=1, le=365)
+    # Unset: only loopback clients may write (`make run`); set: every call needs a token from this file.
+    auth_tokens_file: Path | None = None
 
     @field_validator("writers")
     @classmethod

@@ -14,6 +14,7 @@ import grpc
 
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2, writer_pb2, writer_pb2_grpc
 from services.ingest import metrics
+from services.ingest.auth import Authenticator, Caller, Refused
 from services.ingest.routing import writer_index
 from services.ingest.validation import Invalid, Limits, validate
 
@@ -69,8 +70,16 @@ class WriterClient:
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, writers: Sequence[WriterClient], limits: Limits, max_batch: int, max_in_flight: int):
+    def __init__(
+        self,
+        writers: Sequence[WriterClient],
+        limits: Limits,
+        max_batch: int,
+        max_in_flight: int,
+        auth: Authenticator,
+    ):
         self._writers = list(writers)
+        self._auth = auth
         self._limits = limits
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
@@ -79,6 +88,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def SubmitSnapshots(
         self, request: ingest_pb2.SubmitSnapshotsRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.SubmitSnapshotsResponse:
+        try:
+            caller = self._auth.identify(context.invocation_metadata() or (), context.peer())
+        except Refused as exc:
+            metrics.AUTH_REFUSED.labels(exc.reason).inc()
+            logger.warning("refused a call from %s: %s", context.peer(), exc)
+            code = grpc.StatusCode.PERMISSION_DENIED if exc.authenticated else grpc.StatusCode.UNAUTHENTICATED
+            await context.abort(code, str(exc))
         count = len(request.snapshots)
         if count == 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "snapshots: empty batch")
@@ -100,19 +116,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         metrics.BATCH_SNAPSHOTS.observe(count)
         metrics.OBSERVATIONS.inc(observations)
         try:
-            return await self._submit(request.snapshots, context)
+            return await self._submit(request.snapshots, context, caller)
         finally:
             self._in_flight -= observations
             metrics.IN_FLIGHT.set(self._in_flight)
 
     async def _submit(
-        self, snapshots: Sequence[snapshot_pb2.Snapshot], context: grpc.aio.ServicerContext
+        self, snapshots: Sequence[snapshot_pb2.Snapshot], context: grpc.aio.ServicerContext, caller: Caller
     ) -> ingest_pb2.SubmitSnapshotsResponse:
         now = datetime.now(UTC)
         results: list[snapshot_pb2.SnapshotResult | None] = [None] * len(snapshots)
         routed: dict[int, list[int]] = defaultdict(list)
         for i, pb in enumerate(snapshots):
             try:
+                if not caller.may_write(pb.bookmaker):
+                    raise Invalid(f"bookmaker: token {caller.name!r} may not write {pb.bookmaker!r}")
                 validate(pb, now, self._limits)
             except Invalid as exc:
                 reason = f"snapshot {i} (event {pb.event.id}, bookmaker {pb.bookmaker!r}): {exc}"
@@ -139,8 +157,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 results[i] = result
         answered = [r for r in results if r is not None]
         assert len(answered) == len(results), "every snapshot is answered"
+        tally: dict[str, int] = defaultdict(int)
         for r in answered:
-            metrics.SNAPSHOTS.labels(STATUS_NAMES.get(r.status, "unknown")).inc()
+            status = STATUS_NAMES.get(r.status, "unknown")
+            tally[status] += 1
+            metrics.SNAPSHOTS.labels(status).inc()
+            metrics.CLIENT_SNAPSHOTS.labels(caller.name, status).inc()
             for kind in ("new", "changed", "unavailable", "returned"):
                 metrics.CHANGES.labels(kind).inc(getattr(r.counts, kind))
+        logger.info("batch from %s: %s", caller.name, ", ".join(f"{n} {status}" for status, n in sorted(tally.items())))
         return ingest_pb2.SubmitSnapshotsResponse(results=answered)

@@ -13,3 +13,8 @@ CHANGES = Counter("oddstore_ingest_changes_total", "Market transitions committed
 IN_FLIGHT = Gauge("oddstore_ingest_in_flight_observations", "Observations accepted and not yet answered")
 WRITER_RETRIES = Counter("oddstore_ingest_writer_retries_total", "Writer calls retried", ["writer", "code"])
 ERRORS = Counter("oddstore_ingest_errors_total", "Requests failed", ["code"])
+# By token name (never the token): every accepted batch is attributable to a scraper.
+CLIENT_SNAPSHOTS = Counter(
+    "oddstore_ingest_client_snapshots_total", "Snapshots answered by caller", ["client", "status"]
+)
+AUTH_REFUSED = Counter("oddstore_ingest_auth_refused_total", "Calls refused before reading", ["reason"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,6 +12,7 @@ from oddstore.convert import to_timestamp
 from oddstore.grpc_errors import StatusMapping
 from oddstore.v1 import retention_pb2 as pb
 from oddstore.v1 import retention_pb2_grpc
+from services.retention.audit_repository import AuditEntry
 from services.retention.cleanup import CleanupInProgress, Counts, Cutoffs, RunRecord, TableStat
 from services.retention.partitions import PartitionDay
 from services.retention.retention import AlertNotFound, Retention
@@ -34,6 +35,15 @@ _SETTING_FIELDS = (
     "batch_size",
     "max_concurrent_events",
 )
+
+AUDIT_DEFAULT, AUDIT_MAX = 100, 1000
+
+
+def _audit(e: AuditEntry) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        id=e.id, at=to_timestamp(e.at), actor=e.actor, action=e.action, status=e.status, client=e.client
+    )
+
 
 _ERRORS = StatusMapping(
     "retention",
@@ -235,6 +245,20 @@ class RetentionServicer(retention_pb2_grpc.RetentionServiceServicer):
                 context, "ResolveStorageAlert", lambda: self._retention.resolve_alert(request.alert_id)
             )
         )
+
+    async def RecordAudit(self, request: pb.AuditEntry, context: grpc.aio.ServicerContext) -> pb.AuditEntry:
+        at = request.at.ToDatetime(tzinfo=UTC) if request.HasField("at") else None
+        entry = await _ERRORS.answer(
+            context,
+            "RecordAudit",
+            lambda: self._retention.record_audit(request.actor, request.action, request.status, request.client, at),
+        )
+        return _audit(entry)
+
+    async def ListAudit(self, request: pb.ListAuditRequest, context: grpc.aio.ServicerContext) -> pb.AuditEntries:
+        limit = min(request.limit, AUDIT_MAX) if request.limit > 0 else AUDIT_DEFAULT
+        entries = await _ERRORS.answer(context, "ListAudit", lambda: self._retention.audit_log(limit))
+        return pb.AuditEntries(entries=[_audit(e) for e in entries])
 
     async def GetPartitions(self, request: pb.GetPartitionsRequest, context: grpc.aio.ServicerContext) -> pb.Partitions:
         parts, ahead = await _ERRORS.answer(context, "GetPartitions", self._retention.partitions)

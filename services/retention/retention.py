@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 import asyncpg
 
 from oddstore.history_partitions import ensure_partition
+from services.retention import audit_repository as audit_repo
 from services.retention import cleanup_repository as cleanup_repo
 from services.retention import metrics
 from services.retention import partition_repository as partition_repo
@@ -93,6 +94,16 @@ class Retention:
         if now.tzinfo is None:
             raise ValueError("the clock must return an aware datetime")
         return now.astimezone(UTC)
+
+    # --- the gateway's audit log --------------------------------------------------------------------------------
+
+    async def record_audit(
+        self, actor: str, action: str, status: int, client: str, at: datetime | None = None
+    ) -> audit_repo.AuditEntry:
+        return await audit_repo.record(self._pool, at or self.now(), actor, action, status, client)
+
+    async def audit_log(self, limit: int) -> list[audit_repo.AuditEntry]:
+        return await audit_repo.latest(self._pool, limit)
 
     # --- partitions -------------------------------------------------------------------------------------------
 

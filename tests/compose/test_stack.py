@@ -27,6 +27,8 @@ DEPLOY = ROOT / "deploy"
 REQUIRED = os.environ.get("ODDSTORE_COMPOSE_TESTS") == "1"
 PROJECT = "oddstore-compose-test"
 STARTUP_TIMEOUT = 180.0
+# Credentials of the stack under test (deploy/secrets.sh), made by the `stack` fixture.
+SECRETS: dict[str, Path] = {}
 
 
 def _unavailable(reason: str) -> None:
@@ -74,10 +76,25 @@ def _psql(sql: str) -> list[list[str]]:
     return [line.split("\t") for line in done.stdout.splitlines() if line]
 
 
-def _oddstore(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _oddstore(*args: str, timeout: float = 300, token_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs the CLI as the stack's operator (its ingest token), or with `token_file`'s token."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ODDSTORE_TOKEN", "ODDSTORE_TOKEN_FILE")}
+    token = token_file or SECRETS.get("operator")
+    if token is not None:
+        env["ODDSTORE_TOKEN_FILE"] = str(token)
     return subprocess.run(
-        [sys.executable, "-m", "oddstore_cli.main", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "oddstore_cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
     )
+
+
+def _login(role: str) -> tuple[str, str]:
+    """The stack's user of that role (deploy/secrets.sh names them by role)."""
+    return role, SECRETS[role].read_text().strip()
 
 
 def _simulate(path: Path, *, events: int, cycles: int, seed: int) -> list[dict[str, object]]:
@@ -98,7 +115,7 @@ def _summary(stdout: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[dict[str, str]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     problem = _engine_problem()
     if problem:
         _unavailable(problem)
@@ -108,8 +125,26 @@ def stack() -> Iterator[dict[str, str]]:
     built = subprocess.run([str(DEPLOY / "build-images.sh")], capture_output=True, text=True, timeout=1800)
     assert built.returncode == 0, f"building the images failed (try `make images-offline`):\n{built.stderr[-3000:]}"
 
+    secrets = tmp_path_factory.mktemp("secrets")
+    made = subprocess.run(
+        [str(DEPLOY / "secrets.sh"), str(secrets)], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PY": sys.executable},
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    SECRETS["operator"] = secrets / "operator.token"
+    SECRETS["viewer"], SECRETS["admin"] = secrets / "viewer.password", secrets / "admin.password"
+    # One more token in the stack's file, for sportybet only: what a competitor's scraper holds.
+    narrow = _oddstore(
+        "token", "create", "narrow", "--bookmakers", "sportybet", "--file", str(secrets / "ingest-tokens.json")
+    )
+    assert narrow.returncode == 0, narrow.stderr
+    SECRETS["narrow"] = secrets / "narrow.token"
+    SECRETS["narrow"].write_text(narrow.stdout)
+    for secret in secrets.iterdir():
+        secret.chmod(0o644)  # as deploy/secrets.sh: readable by the containers' user
+
     ports = {"ODDSTORE_INGEST_PORT": str(_free_port()), "ODDSTORE_GATEWAY_PORT": str(_free_port())}
-    env = {"COMPOSE_PROJECT_NAME": PROJECT, **ports}
+    env = {"COMPOSE_PROJECT_NAME": PROJECT, "ODDSTORE_SECRETS_DIR": str(secrets), **ports}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)  # testcontainers runs `docker compose` with this process's environment
     compose = DockerCompose(str(DEPLOY), compose_file_name="docker-compose.yml", wait=True)
@@ -156,12 +191,14 @@ def test_a_replayed_file_is_read_back_through_the_gateway(stack: dict[str, str],
     listed: set[int] = set()
     deadline = time.monotonic() + 15
     while not listed >= set(event_ids) and time.monotonic() < deadline:
-        listing = httpx.get(f"{stack['gateway']}/api/events", params={"page_size": 100}, timeout=10).json()
+        listing = httpx.get(
+            f"{stack['gateway']}/api/events", params={"page_size": 100}, timeout=10, auth=_login("viewer")
+        ).json()
         listed = {e["id"] for e in listing["events"]}
         time.sleep(0.1)
     assert listed >= set(event_ids), f"not listed after 15 s: {sorted(set(event_ids) - listed)}"
     for event_id in event_ids:
-        detail = httpx.get(f"{stack['gateway']}/api/events/{event_id}", timeout=10)
+        detail = httpx.get(f"{stack['gateway']}/api/events/{event_id}", timeout=10, auth=_login("viewer"))
         assert detail.status_code == 200, detail.text
         assert detail.json()["id"] == event_id
         assert detail.json()["bookmakers"], f"event {event_id} has no bookmakers"
@@ -208,3 +245,38 @@ def test_replacing_the_writer_mid_stream_loses_no_acknowledged_snapshot(stack: d
     transitions = counts["new"] + counts["changed"] + counts["unavailable"] + counts["returned"]
     (history,) = _psql(f"SELECT count(*) FROM market_odds_history WHERE event_id IN ({ids})")
     assert int(history[0]) >= transitions > 0
+
+
+def test_writes_without_a_token_or_beyond_it_are_refused_and_leave_the_database_unchanged(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "feed.jsonl"
+    snapshots = _simulate(path, events=3, cycles=1, seed=13)
+    ids = ",".join(sorted({str(s["event"]["id"]) for s in snapshots}))  # type: ignore[index]
+    others = f"SELECT event_id, bookmaker_slug, captured_at FROM latest_snapshots WHERE event_id IN ({ids})"
+    others += " AND bookmaker_slug <> 'sportybet' ORDER BY 1, 2"
+    before = _psql(others)
+
+    for forged in ("odt_not-a-token", "Basic b3BlcmF0b3I6eA=="):
+        wrong = tmp_path / "wrong.token"
+        wrong.write_text(forged + "\n")
+        refused = _oddstore("replay", str(path), "--ingest", stack["ingest"], token_file=wrong)
+        assert refused.returncode == 2 and "UNAUTHENTICATED" in refused.stdout + refused.stderr, refused.stderr
+    assert _psql(others) == before
+
+    # The stack's token for sportybet only: the other bookmakers' snapshots are rejected, nothing of them written.
+    narrow = _oddstore("replay", str(path), "--ingest", stack["ingest"], token_file=SECRETS["narrow"])
+    assert narrow.returncode == 1 and "may not write 'betpawa'" in narrow.stdout, narrow.stdout
+    assert _summary(narrow.stdout)["accepted"] == sum(s["bookmaker"] == "sportybet" for s in snapshots)
+    assert _psql(others) == before
+
+
+def test_a_viewer_may_not_clean_up_and_the_database_is_unchanged(stack: dict[str, str]) -> None:
+    gateway = stack["gateway"]
+    runs = _psql("SELECT count(*) FROM cleanup_runs")
+    assert httpx.get(f"{gateway}/api/cleanup/history", timeout=10).status_code == 401
+    refused = httpx.post(f"{gateway}/api/cleanup/execute", json={"oddsRetentionDays": 1}, auth=_login("viewer"))
+    assert refused.status_code == 403, refused.text
+    assert httpx.post(f"{gateway}/api/cleanup/execute", auth=("admin", "forged")).status_code == 401
+    assert _psql("SELECT count(*) FROM cleanup_runs") == runs
+    assert httpx.get(f"{gateway}/api/settings", timeout=10, auth=_login("admin")).status_code == 200

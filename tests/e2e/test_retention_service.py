@@ -211,3 +211,18 @@ async def test_storage_and_stats_endpoints(service: Service) -> None:
     stats = await service.stub.GetDataStats(pb.GetDataStatsRequest())
     assert stats.scrape_runs.count == 0 and stats.events.count == 0 and not stats.events.HasField("oldest")
     assert stats.tournaments.count == 0 and stats.market_odds_history.count == 0
+
+
+async def test_audit_entries_are_stored_and_listed_newest_first(service: Service) -> None:
+    stub = service.stub
+    first = await stub.RecordAudit(
+        pb.AuditEntry(actor="ada", action="POST /api/cleanup/execute", status=200, client="10.0.0.7")
+    )
+    second = await stub.RecordAudit(pb.AuditEntry(actor="vera", action="PUT /api/settings", status=403))
+    assert second.id > first.id and first.HasField("at")
+    listed = await stub.ListAudit(pb.ListAuditRequest(limit=10))
+    assert [(e.actor, e.action, e.status, e.client) for e in listed.entries] == [
+        ("vera", "PUT /api/settings", 403, ""),
+        ("ada", "POST /api/cleanup/execute", 200, "10.0.0.7"),
+    ]
+    assert len((await stub.ListAudit(pb.ListAuditRequest(limit=1))).entries) == 1
