@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from oddstore.embedded_pg import EmbeddedPostgres
 from tests.conftest import REPO_ROOT
@@ -62,23 +66,32 @@ def check_output(result: subprocess.CompletedProcess[str], data_dir: Path) -> in
     return reported[-1]
 
 
-def test_run_with_database_url_feeds_the_database_and_stops_cleanly(fresh_database: str, tmp_path: Path) -> None:
-    result = run_command(tmp_path, fresh_database)
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Not under pytest's tmp_path: every pytest session that starts on the machine resets its root to 0700,
+    # and the embedded server runs as an unprivileged user that must traverse the path to its data.
+    path = Path(tempfile.mkdtemp(prefix="oddstore-run-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
-    history_reported = check_output(result, tmp_path)
+
+def test_run_with_database_url_feeds_the_database_and_stops_cleanly(fresh_database: str, data_dir: Path) -> None:
+    result = run_command(data_dir, fresh_database)
+
+    history_reported = check_output(result, data_dir)
     assert fresh_database.rpartition("/")[2] in result.stdout
     current, history = row_counts(fresh_database)
     assert current > 0
     assert history == history_reported
-    assert not (tmp_path / "pg").exists(), "no embedded server when DATABASE_URL is set"
+    assert not (data_dir / "pg").exists(), "no embedded server when DATABASE_URL is set"
 
 
-def test_run_without_database_url_uses_an_embedded_server_in_the_data_dir(tmp_path: Path) -> None:
-    result = run_command(tmp_path, None)
+def test_run_without_database_url_uses_an_embedded_server_in_the_data_dir(data_dir: Path) -> None:
+    result = run_command(data_dir, None)
 
-    history_reported = check_output(result, tmp_path)
+    history_reported = check_output(result, data_dir)
     assert "starting embedded PostgreSQL" in result.stdout
-    server = EmbeddedPostgres(tmp_path / "pg")
+    server = EmbeddedPostgres(data_dir / "pg")
     assert not server.is_running(), "the server the command started is stopped at exit"
     server.start()
     try:
