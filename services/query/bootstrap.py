@@ -67,7 +67,9 @@ async def start(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
     cache = OddsCache()
-    writers = [WriterFeed(address) for address in settings.writer_addresses]
+    writers = [
+        WriterFeed(address, keepalive_seconds=settings.feed_keepalive_seconds) for address in settings.writer_addresses
+    ]
     feed = Feed(
         pool, cache, timedelta(hours=settings.cache_horizon_hours), [w.run for w in writers],
         updates=Updates(settings.stream_buffer), resync_seconds=settings.resync_seconds,
