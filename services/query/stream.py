@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from services.query.cache import OddsCache
@@ -40,9 +40,11 @@ class Request:
     summaries_only: bool = False
 
 
-def _chunks(kind: Kind, markets: Sequence[MarketDelta], token: str, fresh: bool) -> list[Message]:
-    parts = [markets[i : i + CHUNK] for i in range(0, len(markets), CHUNK)] or [()]
-    return [Message(kind, part, (), token if i == len(parts) - 1 else "", fresh) for i, part in enumerate(parts)]
+def _chunks(kind: Kind, markets: Sequence[MarketDelta], token: str, fresh: bool) -> Iterator[Message]:
+    """Sliced as they are sent, so a large image is not held twice."""
+    starts = range(0, len(markets), CHUNK) or range(1)
+    for i in starts:
+        yield Message(kind, markets[i : i + CHUNK], (), token if i == starts[-1] else "", fresh)
 
 
 async def stream(
@@ -84,7 +86,7 @@ async def stream(
             markets = []
         if not markets and not pairs:
             continue  # nothing it selected; its token moves on with the next message (a heartbeat at the latest)
-        parts = _chunks(Kind.DELTA, markets, updates.token(position), False)
+        parts = list(_chunks(Kind.DELTA, markets, updates.token(position), False))
         for i, part in enumerate(parts):
             # The summaries go with the last part, with the token: a resume from the token before repeats them.
             yield Message(Kind.DELTA, part.markets, pairs if i == len(parts) - 1 else (), part.token)
