@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/oddstore/v1/*.proto)
 GEN_STAMP := oddstore/v1/.generated
 
-.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention clean
+.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-feed clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -49,6 +49,9 @@ bench-read: setup
 
 bench-retention: setup
 	$(PY) -m bench.retention $(BENCH_ARGS)
+
+bench-feed: setup
+	$(PY) -m bench.feed $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data oddstore/v1/*_pb2*.py* $(GEN_STAMP)
