@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/oddstore/v1/*.proto)
 GEN_STAMP := oddstore/v1/.generated
 
-.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover clean
+.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover bench-feed clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -52,6 +52,9 @@ bench-retention: setup
 
 bench-takeover: setup
 	$(PY) -m bench.takeover $(BENCH_ARGS)
+
+bench-feed: setup
+	$(PY) -m bench.feed $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data oddstore/v1/*_pb2*.py* $(GEN_STAMP)

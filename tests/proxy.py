@@ -11,6 +11,8 @@ class Proxy:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
 
     async def start(self) -> None:
@@ -25,6 +27,13 @@ class Proxy:
             w.transport.abort()
         self._writers.clear()
         await self._server.wait_closed()
+
+    def freeze(self) -> None:
+        """Connections stay open but nothing passes: a peer that hangs (held, not forwarded, until `thaw`)."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def retarget(self, port: int) -> None:
         """New connections go to `port` (a replacement server); open ones stay where they are."""
@@ -44,6 +53,7 @@ class Proxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
+                    await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             dst.close()

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from oddstore.users import User
-from services.gateway import audit, query_api, retention_api, ws_api
+from services.gateway import audit, query_api, retention_api, stream_api, ws_api
 from services.gateway.auth import BasicAuth, Verifier
 from services.gateway.dependencies import reject_unstorable_text
 from services.gateway.errors import add_error_handlers
@@ -83,6 +83,7 @@ def create_app(
     app.state.ws_idle_seconds = ws_idle_seconds
     checked = [Depends(reject_unstorable_text)]
     app.include_router(query_api.router, dependencies=checked)
+    app.include_router(stream_api.router, dependencies=checked)
     if retention is not None:
         app.include_router(retention_api.router, dependencies=checked)
         app.include_router(audit.router, dependencies=checked)

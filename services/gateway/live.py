@@ -62,20 +62,30 @@ def odds_update(event_id: int, u: EventUpdate, at: datetime) -> str:
     return envelope("odds_update", data, at)
 
 
+CLOSE_TOO_SLOW = 1013  # "try again later": the UI reconnects with back-off and refetches
+CLOSE_RESTART = 1012  # "service restart": the same, when updates may have been missed
+
+
 class Socket:
     """One browser: its topics and its outgoing frames. The queue is bounded: a socket that does not
-    drain it is closed (`too_slow`), so a stuck browser never holds the gateway's memory."""
+    drain it is ended (CLOSE_TOO_SLOW), so a stuck browser never holds the gateway's memory."""
 
     def __init__(self, topics: set[str], max_frames: int) -> None:
         self.topics = topics
         self.frames: asyncio.Queue[str] = asyncio.Queue(max_frames)
-        self.too_slow = asyncio.Event()
+        self.ended = asyncio.Event()  # ws_api closes the socket with `close`
+        self.close = (1000, "")
 
     def send(self, frame: str) -> None:
         try:
             self.frames.put_nowait(frame)
         except asyncio.QueueFull:
-            self.too_slow.set()
+            self.end(CLOSE_TOO_SLOW, "too slow: reconnect")
+
+    def end(self, code: int, reason: str) -> None:
+        if not self.ended.is_set():
+            self.close = (code, reason)
+            self.ended.set()
 
 
 class LiveOdds:
@@ -96,6 +106,7 @@ class LiveOdds:
         self._pending: dict[int, EventUpdate] = {}  # bounded by the events that exist
         self._sockets: set[Socket] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self.resume_token = ""  # of the query service's stream: the last position fully received
 
     @property
     def sockets(self) -> int:
@@ -154,13 +165,27 @@ class LiveOdds:
             self.flush()
 
     async def _follow(self) -> None:
+        """Follows the query service, resuming with the last token after an interrupted stream so nothing is
+        lost. When it cannot be resumed (the replica restarted, or another answered) the query service says so
+        with a fresh image: the updates between are unknown, so every socket is closed and the UI, which
+        refetches on reconnect, shows them (rather than missing them until its 60 s poll)."""
         delay = 0.1
         while True:
+            request = query_pb2.SubscribeRequest(summaries_only=True, resume_token=self.resume_token)
             try:
-                async for response in self._query.subscribe(query_pb2.SubscribeRequest()):
+                async for response in self._query.subscribe(request):
+                    if response.fresh_image:
+                        self.restart_sockets()
                     self.record(response.changes)
+                    if response.resume_token:
+                        self.resume_token = response.resume_token
                     delay = 0.1
             except QueryError as exc:
                 logger.warning("live odds from the query service interrupted, retrying in %.1fs: %s", delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    def restart_sockets(self) -> None:
+        logger.warning("live odds not resumable: closing %d sockets so that browsers refetch", len(self._sockets))
+        for socket in self._sockets:
+            socket.end(CLOSE_RESTART, "live odds restarted: reconnect")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,16 +158,21 @@ class QueryClient:
         response: query_pb2.TournamentMarginToKickoff = await self._call("GetTournamentMarginToKickoff", request)
         return response
 
-    async def subscribe(self, request: query_pb2.SubscribeRequest) -> AsyncIterator[query_pb2.SubscribeResponse]:
-        """The live stream, without a deadline: it lasts as long as the caller reads it. Waits for a query
-        service that is not up yet rather than failing at once."""
+    async def subscribe(
+        self, request: query_pb2.SubscribeRequest, *, wait_for_ready: bool = True
+    ) -> AsyncGenerator[query_pb2.SubscribeResponse, None]:
+        """The live stream, without a deadline: it lasts as long as the caller reads it. By default waits for
+        a query service that is not up yet rather than failing at once. The call ends when the caller stops."""
         if self._stub is None:
             raise Unavailable("Query client is not open")
+        call = self._stub.Subscribe(request, wait_for_ready=wait_for_ready)
         try:
-            async for response in self._stub.Subscribe(request, wait_for_ready=True):
+            async for response in call:
                 yield response
         except grpc.aio.AioRpcError as error:
             raise translate(error, "Query service", "Subscribe", self.deadline) from error
+        finally:
+            call.cancel()
 
     async def health(self) -> Health:
         """The query service's standard grpc.health.v1 status; never raises."""

@@ -19,7 +19,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
-CLOSE_TOO_SLOW = 1013  # "try again later": the UI reconnects with back-off and refetches
 CLOSE_IDLE = 1001
 
 
@@ -33,13 +32,13 @@ async def live_socket(websocket: WebSocket, topics: str | None = None) -> None:
     tasks = [
         asyncio.create_task(_send(websocket, socket)),
         asyncio.create_task(_receive(websocket, socket, idle_seconds)),
-        asyncio.create_task(socket.too_slow.wait()),
+        asyncio.create_task(socket.ended.wait()),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if tasks[2] in done:
-            logger.info("closing a WebSocket that does not read its messages")
-            await _close(websocket, CLOSE_TOO_SLOW, "too slow: reconnect")
+            logger.info("closing a WebSocket: %s", socket.close[1])
+            await _close(websocket, *socket.close)
         elif tasks[1] in done and tasks[1].result():
             await _close(websocket, CLOSE_IDLE, "idle")
     finally:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,7 @@ from services.query.grpc_api import QueryServicer
 from services.query.history_cache import HistoryCache, connect
 from services.query.history_repository import HistoryReader
 from services.query.rendering import keep_rendered
+from services.query.updates import Updates
 from services.query.writer_feed import WriterFeed
 
 logger = logging.getLogger(__name__)
@@ -63,18 +64,22 @@ async def start(
     *,
     history_clock: Callable[[], float] = time.monotonic,
     clock: Callable[[], datetime] = utc_now,
+    stream_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> QueryApp:
     """Opens the pool, starts the server as NOT_SERVING, warms the cache, then reports SERVING.
-    `history_clock` times the Redis back-off (tests step it instead of sleeping through it); `clock` is "now"
-    for the cache horizon and the reads (tests over dated data fix it)."""
+    `history_clock` times the Redis back-off and `stream_sleep` the client streams' conflation windows (tests
+    step them instead of sleeping through them); `clock` is "now" for the cache horizon and the reads (tests
+    over dated data fix it)."""
     pool = await db.create_pool(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
     cache = OddsCache()
-    writers = [WriterFeed(address) for address in settings.writer_addresses]
+    writers = [
+        WriterFeed(address, keepalive_seconds=settings.feed_keepalive_seconds) for address in settings.writer_addresses
+    ]
     feed = Feed(
         pool, cache, timedelta(hours=settings.cache_horizon_hours), [w.run for w in writers],
-        resync_seconds=settings.resync_seconds, clock=clock,
+        updates=Updates(settings.stream_buffer), resync_seconds=settings.resync_seconds, clock=clock,
     )  # fmt: skip
     # The current-odds cache stays per replica, fed by every writer's change feed (see services/writer/writer.py
     # for why it is not NOTIFY); what replicas share through Redis is merged history, the read that costs the
@@ -88,7 +93,9 @@ async def start(
         reader, redis, lambda event_id: event_id in cache.events,
         ttl_seconds=settings.redis_ttl_seconds, backoff_seconds=settings.redis_backoff_seconds, clock=history_clock,
     )  # fmt: skip
-    servicer = QueryServicer(cache, pool, reader, feed.cutoff, clock, history=history, updates=feed.updates)
+    servicer = QueryServicer(
+        cache, pool, reader, feed.cutoff, clock, history=history, updates=feed.updates, stream_sleep=stream_sleep
+    )
     server = create_server(
         settings.listen,
         lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),

@@ -80,10 +80,11 @@ class Book:
 
     def put(self, key: MarketKey, market: CurrentMarket) -> int:
         """Stores `market` unless the held state is newer. Returns +1 for a new key, 0 for a
-        replacement, -1 when ignored (older than what is held)."""
+        replacement, -1 when ignored (older than what is held, or the same)."""
         old = self.markets.get(key)
         if old is not None:
-            if market.last_updated_at < old.last_updated_at:
+            # Identical too: a resync or a repeated reload brings back what is held, which is no change.
+            if market.last_updated_at < old.last_updated_at or market == old:
                 return -1
             if old.unavailable_at is not None:
                 self.unavailable -= 1
@@ -140,21 +141,27 @@ class OddsCache:
             book = books[slug] = Book()
         book.confirm(captured_at)
 
-    def load_rows(self, rows: Iterable[Sequence[Any]]) -> int:
+    def load_rows(
+        self, rows: Iterable[Sequence[Any]], applied: list[tuple[int, str, MarketKey, CurrentMarket]] | None = None
+    ) -> int:
         """Bulk path of warm-up and resync: rows of (event_id, slug, market_id, line, market_name,
         market_groups, outcomes, last_updated_at, last_confirmed_at, unavailable_at). Groups arrive
-        as lists and are shared as one tuple per distinct value (a few dozen across all markets)."""
+        as lists and are shared as one tuple per distinct value (a few dozen across all markets).
+        `applied`, when given, collects the states that were applied (for the live streams)."""
         groups_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
-        applied = 0
+        count = 0
         put = self.put_market
         for r in rows:
             groups = r[5]
             if groups is not None:
                 as_tuple = tuple(groups)
                 groups = groups_seen.setdefault(as_tuple, as_tuple)
-            if put(r[0], r[1], (r[2], r[3]), CurrentMarket(r[4], groups, r[6], r[7], r[8], r[9])):
-                applied += 1
-        return applied
+            market = CurrentMarket(r[4], groups, r[6], r[7], r[8], r[9])
+            if put(r[0], r[1], (r[2], r[3]), market):
+                count += 1
+                if applied is not None:
+                    applied.append((r[0], r[1], (r[2], r[3]), market))
+        return count
 
     def pair_times(self) -> dict[Pair, datetime | None]:
         return {(e, slug): b.captured_at for e, books in self.books.items() for slug, b in books.items()}

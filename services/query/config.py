@@ -29,6 +29,12 @@ class QuerySettings(CommonSettings):
     # The safety check's interval, and so the bound on how long an acknowledged change can be missing from
     # the cache when its announcement was lost (a writer that died between commit and publish).
     resync_seconds: float = Field(30.0, gt=0)
+    # A writer feed's connection is pinged after this long without traffic and dropped (then resumed) when the
+    # ping is not answered within as long: how long a hung connection can go unnoticed is twice this.
+    feed_keepalive_seconds: float = Field(10.0, gt=0)
+    # Changes (markets + pairs, ~250 B each with the protobuf kept once sent) kept for client streams to resume
+    # from and to catch up in; a stream further behind ends with RESOURCE_EXHAUSTED.
+    stream_buffer: int = Field(100_000, ge=1)
     pool_size: int = Field(8, ge=1, le=64)
     database_wait_seconds: float = Field(60.0, gt=0)
 

@@ -15,8 +15,8 @@ import asyncpg
 
 from services.query import metrics
 from services.query import repository as repo
-from services.query.cache import MarketKey, OddsCache, Pair
-from services.query.updates import OddsChanged, Updates
+from services.query.cache import CurrentMarket, MarketKey, OddsCache, Pair
+from services.query.updates import MarketDelta, OddsChanged, Updates
 from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Feed:
             await self.stop()
             raise
         self._tasks += [asyncio.create_task(self._consume()), asyncio.create_task(self._safety_loop())]
+        self.updates.ready.set()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -165,10 +166,12 @@ class Feed:
         for info in events:
             if info.kickoff > cutoff:
                 cache.put_event(info)
-        applied = cache.load_rows(rows)
+        states: list[tuple[int, str, MarketKey, CurrentMarket]] = []
+        applied = cache.load_rows(rows, states)
         for event_id, slug, captured_at in pairs:
             cache.confirm(event_id, slug, captured_at)
-        self.updates.publish(odds_changed(batches))
+        # No await between the cache's change and its publication: see Updates.publish.
+        self.updates.publish([MarketDelta(*s) for s in states], odds_changed(batches))
         oldest = min(b.committed_at for b in batches)
         metrics.FEED_LAG_SECONDS.observe(max(0.0, (_now() - oldest).total_seconds()))
         self._record_size()
@@ -189,11 +192,14 @@ class Feed:
             stored = await repo.snapshots_since(conn, since)
             changed: list[Pair] = [(e, slug) for e, slug, at in stored if held.get((e, slug)) != at]
             rows = await repo.markets_of_pairs(conn, changed) if changed else []
-        applied = cache.load_rows(rows)
+        states: list[tuple[int, str, MarketKey, CurrentMarket]] = []
+        applied = cache.load_rows(rows, states)
         for event_id, slug, captured_at in stored:
             cache.confirm(event_id, slug, captured_at)
         times = {(e, slug): at for e, slug, at in stored}
-        self.updates.publish(OddsChanged(e, slug, times[(e, slug)], 0) for e, slug in changed)
+        self.updates.publish(
+            [MarketDelta(*s) for s in states], [OddsChanged(e, slug, times[(e, slug)], 0) for e, slug in changed]
+        )
         metrics.RESYNCS.inc()
         self.resyncs += 1
         self._record_size()

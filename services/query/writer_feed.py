@@ -12,7 +12,7 @@ from datetime import datetime
 import grpc
 
 from oddstore.convert import from_timestamp
-from oddstore.grpc_server import client_options
+from oddstore.grpc_server import client_options, keepalive_options
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
 from services.query.cache import MarketKey
 
@@ -55,8 +55,9 @@ class WriterFeed:
     """One writer's feed, followed for as long as `run` runs. The position is the last batch handed to
     the sink (the sink queues it for the cache: a batch queued is a batch the cache will see)."""
 
-    def __init__(self, address: str, *, max_delay: float = 2.0) -> None:
+    def __init__(self, address: str, *, max_delay: float = 2.0, keepalive_seconds: float = 10.0) -> None:
         self.address = address
+        self._keepalive = keepalive_seconds
         self.epoch = ""
         self.sequence = 0
         self._max_delay = max_delay
@@ -67,7 +68,8 @@ class WriterFeed:
         # gRPC's own reconnect back-off grows to 2 minutes: a writer that was replaced would go unfollowed
         # (and its changes seen only by the safety check) for that long.
         backoff = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
-        options = [*client_options(), *backoff]
+        # A hung writer connection would otherwise look like a quiet writer for as long as TCP lets it.
+        options = [*client_options(), *backoff, *keepalive_options(self._keepalive)]
         async with grpc.aio.insecure_channel(self.address, options=options) as channel:
             stub = writer_pb2_grpc.WriterServiceStub(channel)
             while True:

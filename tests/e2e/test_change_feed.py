@@ -21,6 +21,7 @@ from tests.polling import eventually
 from tests.proxy import Proxy
 
 ONE_X_TWO = ("3743", None)
+KEEPALIVE = 0.2  # seconds: short, so that the hung-connection test does not wait 20 s for the detection
 
 
 class LosingChangeLog(ChangeLog):
@@ -67,7 +68,7 @@ async def rig(migrated_dsn: str) -> AsyncIterator[Rig]:
     served = await ServedWriter.start(pool, Writer(pool, changes=LosingChangeLog(capacity=50)))
     proxy = Proxy("127.0.0.1", served.server.port)
     await proxy.start()
-    subscription = WriterFeed(f"127.0.0.1:{proxy.port}", max_delay=0.2)
+    subscription = WriterFeed(f"127.0.0.1:{proxy.port}", max_delay=0.2, keepalive_seconds=KEEPALIVE)
     cache, safety = OddsCache(), SteppedSleep()
     feed = Feed(pool, cache, timedelta(hours=2), [subscription.run], sleep=safety)
     await feed.start()
@@ -168,3 +169,14 @@ async def test_a_writer_killed_between_commit_and_publish_is_covered_by_the_new_
     await write(rig.served.writer, [snapshot(later, t, [market()])])
     await eventually(lambda: rig.odds(later) is not None, "a change from the new process")
     assert rig.feed.resyncs == resyncs + 1
+
+
+async def test_a_hung_connection_to_the_writer_is_noticed_by_keepalive_and_the_feed_resumes(rig: Rig) -> None:
+    resyncs = await rig.following()
+    rig.proxy.freeze()  # the connection stays open, nothing passes: without keepalive the feed would wait forever
+    await eventually(lambda: not rig.subscription.connected.is_set(), "the hung stream dropped by keepalive")
+    rig.proxy.thaw()
+    e, t = new_event_id(), now() - timedelta(minutes=10)
+    await write(rig.writer, [snapshot(e, t, [market()])])
+    await eventually(lambda: rig.odds(e) is not None, "a change delivered on the new stream")
+    assert rig.feed.resyncs == resyncs  # resumed by (epoch, sequence)

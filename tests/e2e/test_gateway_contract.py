@@ -645,6 +645,7 @@ async def test_paths_have_no_trailing_slash_and_openapi_is_served_at_docs(api: h
         "/api/events/{event_id}/markets/{market_id}/time-to-kickoff",
         "/api/tournaments/{tournament_id}/markets/{market_id}/margin-to-kickoff",
         "/api/health",
+        "/api/stream",
     }
 
 

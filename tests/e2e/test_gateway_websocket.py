@@ -14,6 +14,7 @@ import grpc
 import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from oddstore.convert import snapshot_to_pb
 from oddstore.model import Snapshot
@@ -30,6 +31,7 @@ from services.writer.config import WriterSettings
 from tests.factories import market, new_event_id, now, snapshot
 from tests.feeds import SteppedSleep
 from tests.polling import TIMEOUT_SECONDS, eventually
+from tests.proxy import Proxy
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Stack:
     live: LiveOdds
     window: SteppedSleep  # the conflation window: stepped by the test, never waited through
     url: str
+    proxy: Proxy  # between the gateway and the query service: the test drops the gateway's stream with it
+    settings: QuerySettings
 
     async def submit(self, *snapshots: Snapshot) -> None:
         response = await self.ingest.SubmitSnapshots(
@@ -60,11 +64,12 @@ class Stack:
 async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     writer = await writer_bootstrap.start(WriterSettings(database_url=migrated_dsn, listen="127.0.0.1:0"))
     writers = f"127.0.0.1:{writer.server.port}"
-    query = await query_bootstrap.start(
-        QuerySettings(database_url=migrated_dsn, listen="127.0.0.1:0", database_wait_seconds=5, writers=writers)
-    )
+    settings = QuerySettings(database_url=migrated_dsn, listen="127.0.0.1:0", database_wait_seconds=5, writers=writers)
+    query = await query_bootstrap.start(settings)
     ingest = await ingest_bootstrap.start(IngestSettings(listen="127.0.0.1:0", writers=writers))
-    client = QueryClient(f"127.0.0.1:{query.server.port}", TIMEOUT_SECONDS)
+    proxy = Proxy("127.0.0.1", query.server.port)
+    await proxy.start()
+    client = QueryClient(f"127.0.0.1:{proxy.port}", TIMEOUT_SECONDS)
     window = SteppedSleep()
     live = LiveOdds(client, sleep=window)
     config = uvicorn.Config(create_app(client, live=live), host="127.0.0.1", port=0, log_config=None, lifespan="on")
@@ -73,12 +78,17 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     await eventually(lambda: gateway.started, "the gateway serving")
     port = gateway.servers[0].sockets[0].getsockname()[1]
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{ingest.server.port}")
-    yield Stack(query, ingest_pb2_grpc.IngestServiceStub(channel), live, window, f"ws://127.0.0.1:{port}/api/ws")
+    stack = Stack(
+        query, ingest_pb2_grpc.IngestServiceStub(channel), live, window, f"ws://127.0.0.1:{port}/api/ws", proxy,
+        settings,
+    )  # fmt: skip
+    yield stack
     await channel.close()
     gateway.should_exit = True
     await serving
+    await proxy.cut()
     await ingest.stop(1)
-    await query.stop(1)
+    await stack.query.stop(1)
     await writer.stop(1)
 
 
@@ -152,3 +162,39 @@ async def test_an_ingested_change_reaches_the_socket_as_one_conflated_odds_updat
             lambda: stack.query.cache.books_of(e)["sportybet"].captured_at == t + timedelta(minutes=3), "confirmed"
         )
         assert e not in stack.live.pending
+
+
+async def test_a_change_made_while_the_gateways_stream_was_down_still_reaches_the_socket(stack: Stack) -> None:
+    async with connect(stack.url + "?topics=odds_updates") as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await stack.live_following()
+        await eventually(lambda: stack.live.resume_token != "", "the gateway holds a resume token")
+        await stack.proxy.cut()
+        await eventually(lambda: stack.query.feed.updates.subscribers == 0, "the gateway's stream dropped")
+        e, t = new_event_id(), now() - timedelta(minutes=10)
+        await stack.submit(snapshot(e, t, [market()]))  # while the gateway is not following
+        await eventually(lambda: e in stack.query.cache.books, "the change in the query's cache")
+        await stack.proxy.restore()
+        await eventually(lambda: e in stack.live.pending, "the missed change delivered on the resumed stream")
+        await stack.end_window()
+        update = await receive(ws)
+        assert (update["type"], update["data"]["event_id"]) == ("odds_update", e)
+
+
+async def test_when_the_gateways_stream_cannot_be_resumed_the_sockets_are_closed_so_browsers_refetch(
+    stack: Stack,
+) -> None:
+    async with connect(stack.url + "?topics=odds_updates") as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await stack.live_following()
+        await eventually(lambda: stack.live.resume_token != "", "the gateway holds a resume token")
+        # The query service restarts: a new process, which cannot resume the old one's token.
+        await stack.proxy.cut()
+        await stack.query.stop(1)
+        stack.query = await query_bootstrap.start(stack.settings)
+        stack.proxy.retarget(stack.query.server.port)
+        await stack.proxy.restore()
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        await eventually(lambda: stack.live.resume_token.startswith(stack.query.feed.updates.epoch), "resubscribed")

@@ -12,7 +12,7 @@ from oddstore.convert import to_timestamp
 from oddstore.v1 import query_pb2, retention_pb2
 from services.gateway import convert
 from services.gateway.config import GatewaySettings
-from services.gateway.live import LiveOdds, parse_topics
+from services.gateway.live import CLOSE_TOO_SLOW, LiveOdds, parse_topics
 from services.gateway.models import format_utc
 from services.gateway.query_api import overall_status
 from services.gateway.query_client import QueryClient
@@ -60,15 +60,15 @@ def test_a_window_sends_one_odds_update_per_event_with_both_payload_shapes_to_su
     assert live.flush() == 0  # nothing new: nothing sent
 
 
-def test_a_socket_that_does_not_drain_its_messages_is_marked_too_slow() -> None:
+def test_a_socket_that_does_not_drain_its_messages_is_ended_as_too_slow() -> None:
     live = LiveOdds(QueryClient("127.0.0.1:1", 0.5), max_frames=2)
     socket = live.connect({"odds_updates"})
     live.record([changed(e, "betpawa", 0) for e in (1, 2)])
     live.flush()
-    assert not socket.too_slow.is_set()
+    assert not socket.ended.is_set()
     live.record([changed(3, "betpawa", 0)])
     live.flush()
-    assert socket.too_slow.is_set() and socket.frames.qsize() == 2
+    assert socket.ended.is_set() and socket.close[0] == CLOSE_TOO_SLOW and socket.frames.qsize() == 2
 
 
 def test_timestamps_are_formatted_in_utc_with_a_z() -> None:

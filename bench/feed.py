@@ -1,0 +1,340 @@
+"""Live-odds benchmark: a production scrape cycle through ingest while browsers (WebSockets on the gateway) and client
+streams (QueryService.Subscribe) are connected.
+
+Run as `python -m bench.feed [--events 1300] [--clients 1000] [--streams 100] [--database-url URL]`.
+Writer, query, ingest and gateway run as child processes on a fresh database. A first cycle seeds the current
+state; then `--clients` WebSockets (`/api/ws?topics=odds_updates`) and `--streams` Subscribe streams connect, and a
+second cycle (~430,000 observations at the defaults) is submitted. Measured: ingest acknowledgement → message
+received, p50/p99 (per message, from the acknowledgement of the snapshot of the (event, bookmaker) it reports; the
+WebSocket conflates over GATEWAY_LIVE_WINDOW_SECONDS, so its figure includes up to one window), messages per client
+per cycle, and the gateway's and query's RSS and CPU during the cycle. The baseline is the old system's: the UI
+polled every 60 s. Progress goes to stderr; the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench import workload
+from bench.databases import Server
+from bench.read import wait_http
+from bench.services import ServiceProcess, free_port, wait_serving
+from bench.write import cpu_model, memory_gib, run_and_report, server_dsn
+from oddstore import migrate
+from oddstore.grpc_server import client_options
+from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2_grpc
+from oddstore.v1 import query_pb2 as pb
+
+logger = logging.getLogger("bench.feed")
+
+OLD_POLL_S = 60.0  # the old system: the UI refetched on its 60 s poll
+TARGET_P99_MS = 250.0
+TARGET_GATEWAY_RSS_MB = 300.0
+QUIET_S = 3.0  # the cycle's messages are all in once nothing has arrived for this long (3 conflation windows)
+
+
+@dataclass
+class Usage:
+    rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0
+    cpu_s: float = 0.0
+
+
+@dataclass
+class Results:
+    observations: int = 0
+    snapshots: int = 0
+    ingest_s: float = 0.0
+    ws_latency_ms: list[float] = field(default_factory=list)
+    stream_latency_ms: list[float] = field(default_factory=list)
+    ws_messages: int = 0
+    stream_messages: int = 0
+    stream_states: int = 0
+    images_done: int = 0
+    stream_errors: list[str] = field(default_factory=list)
+    usage: dict[str, Usage] = field(default_factory=dict)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.feed", description=__doc__.partition("\n")[0])
+    p.add_argument("--events", type=int, default=1300, help="events per cycle (production: ~1,300)")
+    p.add_argument("--clients", type=int, default=1000, help="WebSockets connected to the gateway")
+    p.add_argument("--streams", type=int, default=100, help="Subscribe streams connected to the query service")
+    p.add_argument("--change-rate", type=float, default=0.05, help="share of markets whose odds move per cycle")
+    p.add_argument("--batch-size", type=int, default=200, help="snapshots per SubmitSnapshots call")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--database-url", default=None, help="server for the throw-away database (default: DATABASE_URL)")
+    return p.parse_args(argv)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def percentile(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+class Acks:
+    """When the snapshot of each (event, bookmaker) in the measured cycle was acknowledged (perf_counter): one
+    snapshot per pair per cycle, so a message's latency is from the acknowledgement of the change it reports."""
+
+    def __init__(self) -> None:
+        self.at: dict[tuple[int, str], float] = {}
+
+    def latency_ms(self, event_id: int, bookmaker: str, received: float) -> float | None:
+        acked = self.at.get((event_id, bookmaker))
+        # The writer publishes after commit and before it answers: a message may beat the acknowledgement.
+        return None if acked is None else max(0.0, (received - acked) * 1000)
+
+
+async def read_socket(ws: ClientConnection, acks: Acks, results: Results, last: list[float]) -> None:
+    async for frame in ws:
+        now = time.perf_counter()
+        message = json.loads(frame)
+        if message.get("type") != "odds_update":
+            continue
+        last[0] = now
+        results.ws_messages += 1
+        latency = acks.latency_ms(message["data"]["event_id"], message["data"]["bookmaker"], now)
+        if latency is not None:
+            results.ws_latency_ms.append(latency)
+
+
+async def read_stream(call: grpc.aio.UnaryStreamCall, acks: Acks, results: Results, last: list[float]) -> None:
+    try:
+        async for m in call:
+            if m.kind == pb.STREAM_MESSAGE_KIND_DELTA:
+                record_delta(m, acks, results, last)
+            elif m.resume_token:
+                results.images_done += 1
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            results.stream_errors.append(f"{exc.code().name}: {exc.details()}")
+
+
+def record_delta(m: pb.SubscribeResponse, acks: Acks, results: Results, last: list[float]) -> None:
+    now = time.perf_counter()
+    last[0] = now
+    results.stream_messages += 1
+    results.stream_states += len(m.markets)
+    for c in m.changes:
+        latency = acks.latency_ms(c.event_id, c.bookmaker, now)
+        if latency is not None:
+            results.stream_latency_ms.append(latency)
+
+
+async def submit_cycle(
+    stub: ingest_pb2_grpc.IngestServiceStub, cycle: workload.Cycle, on_ack: Callable[[list[tuple[int, str]]], None]
+) -> None:
+    in_flight = asyncio.Semaphore(4)
+
+    async def one(raw: bytes) -> None:
+        request = ingest_pb2.SubmitSnapshotsRequest.FromString(raw)
+        async with in_flight:
+            await stub.SubmitSnapshots(request, timeout=300)
+        on_ack([(s.event.id, s.bookmaker) for s in request.snapshots])
+
+    await asyncio.gather(*(one(raw) for raw in cycle.batches))
+
+
+async def until(condition: Callable[[], bool], what: str, within: float, check: Callable[[], None]) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {within:.0f}s")
+        await asyncio.sleep(0.1)
+
+
+async def run(args: argparse.Namespace, server_url: str, results: Results) -> None:
+    server = Server(server_url)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-feed-"))
+    services: list[ServiceProcess] = []
+    ok = False
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        work = workload.generate(
+            events=args.events, cycles=2, change_rate=args.change_rate, seed=args.seed, batch_size=args.batch_size,
+            start=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30),
+        )  # fmt: skip
+        dsn = await server.create("feed")
+        await asyncio.to_thread(migrate.upgrade, dsn)
+        writer_port, query_port, ingest_port, gateway_port = (free_port() for _ in range(4))
+
+        def start(name: str, env: dict[str, str]) -> ServiceProcess:
+            service = ServiceProcess(name, f"services.{name}.main", {"LOG_LEVEL": "WARNING", **env}, log_dir)
+            services.append(service)
+            return service
+
+        writer = start("writer", {"DATABASE_URL": dsn, "WRITER_LISTEN": f"127.0.0.1:{writer_port}"})
+        await wait_serving(writer, writer_port)
+        query = start(
+            "query", {"DATABASE_URL": dsn, "QUERY_LISTEN": f"127.0.0.1:{query_port}",
+                      "QUERY_WRITERS": f"127.0.0.1:{writer_port}"},
+        )  # fmt: skip
+        await wait_serving(query, query_port)
+        ingest = start("ingest", {"INGEST_LISTEN": f"127.0.0.1:{ingest_port}",
+                                  "INGEST_WRITERS": f"127.0.0.1:{writer_port}"})  # fmt: skip
+        await wait_serving(ingest, ingest_port)
+        gateway = start(
+            "gateway", {"GATEWAY_PORT": str(gateway_port), "GATEWAY_QUERY_ADDRESS": f"127.0.0.1:{query_port}"}
+        )
+        await wait_http(gateway, f"http://127.0.0.1:{gateway_port}/api/health")
+
+        def check() -> None:
+            for s in services:
+                s.check_alive()
+
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{ingest_port}", options=client_options()) as ingest_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{query_port}", options=client_options()) as query_channel,
+        ):
+            stub = ingest_pb2_grpc.IngestServiceStub(ingest_channel)
+            began = time.perf_counter()
+            await submit_cycle(stub, work.cycles[0], lambda _: None)
+            logger.info("seed cycle submitted in %.1fs", time.perf_counter() - began)
+
+            acks, last = Acks(), [time.perf_counter()]
+            sockets = []
+            for _ in range(args.clients):
+                ws = await connect(f"ws://127.0.0.1:{gateway_port}/api/ws?topics=odds_updates", max_queue=None)
+                await ws.recv()  # connection_ack
+                sockets.append(ws)
+                tasks.append(asyncio.create_task(read_socket(ws, acks, results, last)))
+            query_stub = query_pb2_grpc.QueryServiceStub(query_channel)
+            calls = []
+            for _ in range(args.streams):
+                call = query_stub.Subscribe(pb.SubscribeRequest())
+                calls.append(call)
+                tasks.append(asyncio.create_task(read_stream(call, acks, results, last)))
+            logger.info("%d WebSockets and %d streams connected", args.clients, args.streams)
+            # Each stream's image (the whole current state) and any seed-cycle leftovers, before the measurement.
+            began = time.perf_counter()
+            await until(lambda: results.images_done + len(results.stream_errors) >= args.streams, "images", 600, check)
+            logger.info("the streams' images received in %.1fs", time.perf_counter() - began)
+            await asyncio.sleep(QUIET_S)
+            results.ws_latency_ms.clear()
+            results.stream_latency_ms.clear()
+            results.ws_messages = results.stream_messages = results.stream_states = 0
+
+            cycle = work.cycles[1]
+            results.observations, results.snapshots = cycle.observations, cycle.snapshots
+            named = {"gateway": gateway, "query": query}
+            cpu_before = {name: cpu_seconds(s.pid) for name, s in named.items()}
+
+            def on_ack(pairs: list[tuple[int, str]]) -> None:
+                t = time.perf_counter()
+                for pair in pairs:
+                    acks.at[pair] = t
+
+            began = time.perf_counter()
+            await submit_cycle(stub, cycle, on_ack)
+            results.ingest_s = time.perf_counter() - began
+            logger.info("measured cycle submitted in %.1fs; waiting for the last messages", results.ingest_s)
+            await until(lambda: time.perf_counter() - last[0] > QUIET_S, "the messages settling", 600, check)
+            for name, s in named.items():
+                results.usage[name] = Usage(
+                    s.status_kib("VmRSS") / 1024, s.status_kib("VmHWM") / 1024, cpu_seconds(s.pid) - cpu_before[name]
+                )
+            for call in calls:
+                call.cancel()
+            for ws in sockets:
+                await ws.close()
+        ok = True
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for service in reversed(services):
+            service.stop()
+        await server.drop_all()
+        if ok:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        else:
+            logger.error("service logs kept in %s", log_dir)
+
+
+def ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def per(total: int, n: int) -> str:
+    return f"{total / max(1, n):,.0f}"
+
+
+def usage(u: Usage) -> str:
+    return f"{u.rss_mb:,.0f} / {u.peak_rss_mb:,.0f} MB, {u.cpu_s:.1f} s"
+
+
+def report(results: Results, args: argparse.Namespace, wall: float) -> str:
+    ws, st = results.ws_latency_ms, results.stream_latency_ms
+    ws_p99, st_p99 = percentile(ws, 99), percentile(st, 99)
+    gw, q = results.usage.get("gateway", Usage()), results.usage.get("query", Usage())
+
+    def verdict(value: float | None, target: float) -> str:
+        return "—" if value is None else ("met" if value <= target else "missed")
+
+    lines = [
+        f"Live odds, {datetime.now(UTC):%Y-%m-%d}, {cpu_model()} ({os.cpu_count()} cores), {memory_gib():.0f} GiB; "
+        f"{results.snapshots:,} snapshots / {results.observations:,} observations in the measured cycle "
+        f"(ingest {results.ingest_s:.1f} s), {args.clients:,} WebSockets, {args.streams} Subscribe streams; "
+        f"run {wall:.0f} s",
+        "",
+        "| measure | this system | old system | target |",
+        "|---|---|---|---|",
+        f"| WebSocket: ack → odds_update p50 / p99 | {ms(percentile(ws, 50))} / {ms(ws_p99)} | {OLD_POLL_S:.0f} s poll "
+        f"| p99 ≤ {TARGET_P99_MS:.0f} ms: {verdict(ws_p99, TARGET_P99_MS)} |",
+        f"| Subscribe: ack → delta p50 / p99 | {ms(percentile(st, 50))} / {ms(st_p99)} | none "
+        f"| p99 ≤ {TARGET_P99_MS:.0f} ms: {verdict(st_p99, TARGET_P99_MS)} |",
+        f"| odds_update messages per WebSocket per cycle | {per(results.ws_messages, args.clients)} | — | "
+        "a handful per updated event |",
+        f"| Subscribe messages / market states per stream per cycle | {per(results.stream_messages, args.streams)} / "
+        f"{per(results.stream_states, args.streams)} | — | — |",
+        f"| gateway RSS now / peak, CPU in the cycle | {usage(gw)} | — "
+        f"| ≤ {TARGET_GATEWAY_RSS_MB:.0f} MB: {verdict(gw.peak_rss_mb, TARGET_GATEWAY_RSS_MB)} |",
+        f"| query RSS now / peak, CPU in the cycle | {usage(q)} | — | — |",
+    ]
+    lines += [f"stream ended: {e}" for e in results.stream_errors[:5]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    dsn, embedded = server_dsn(args)
+    results = Results()
+    return run_and_report(
+        lambda: run(args, dsn, results),
+        lambda seconds: report(results, args, seconds),
+        embedded,
+        "services stopped and the database dropped",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
