@@ -97,9 +97,11 @@ def _login(role: str) -> tuple[str, str]:
     return role, SECRETS[role].read_text().strip()
 
 
-def _simulate(path: Path, *, events: int, cycles: int, seed: int) -> list[dict[str, object]]:
+def _simulate(
+    path: Path, *, events: int, cycles: int, seed: int, ago: timedelta = timedelta(hours=2)
+) -> list[dict[str, object]]:
     # Simulated time in the recent past: accepted by ingest's retention window and never in the future.
-    start = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
     done = _oddstore(
         "simulate", "--output", str(path), "--events", str(events), "--cycles", str(cycles),
         "--seed", str(seed), "--start", start, "--interval", "60",
@@ -251,7 +253,9 @@ def test_writes_without_a_token_or_beyond_it_are_refused_and_leave_the_database_
     stack: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "feed.jsonl"
-    snapshots = _simulate(path, events=3, cycles=1, seed=13)
+    # Every seed simulates event ids from 1,000,000 on: an hour later than anything the earlier tests wrote for
+    # them, so that the sportybet snapshots below are new (accepted), never superseded by an earlier test's.
+    snapshots = _simulate(path, events=3, cycles=1, seed=13, ago=timedelta(hours=1))
     ids = ",".join(sorted({str(s["event"]["id"]) for s in snapshots}))  # type: ignore[index]
     others = f"SELECT event_id, bookmaker_slug, captured_at FROM latest_snapshots WHERE event_id IN ({ids})"
     others += " AND bookmaker_slug <> 'sportybet' ORDER BY 1, 2"
