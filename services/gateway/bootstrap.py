@@ -18,12 +18,13 @@ logger = logging.getLogger(__name__)
 
 
 def build_server(settings: GatewaySettings) -> uvicorn.Server:
-    query = QueryClient(settings.query_address, settings.request_deadline_seconds)
+    query = QueryClient(settings.query_address, settings.request_deadline_seconds, tls_files=settings.tls)
     retention = RetentionClient(
         settings.retention_address,
         settings.request_deadline_seconds,
         stats_deadline_seconds=settings.stats_deadline_seconds,
         cleanup_deadline_seconds=settings.cleanup_deadline_seconds,
+        tls_files=settings.tls,
     )
     known = None
     if settings.auth == "basic":
@@ -42,6 +43,10 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         ),
         host=settings.host,
         port=settings.port,
+        # HTTPS when given a certificate. Browsers present no client certificate: TLS_CA_FILE is only for the
+        # gateway's own channels to the query and retention services.
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
         # Logging is ours (oddstore.logs); uvicorn's own dictConfig would replace the root handler.
         log_config=None,
         access_log=False,
@@ -56,7 +61,8 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
 async def run(settings: GatewaySettings) -> None:
     server = build_server(settings)
     logger.info(
-        "gateway on http://%s:%d (docs at /docs), query service at %s, retention service at %s",
+        "gateway on %s://%s:%d (docs at /docs), query service at %s, retention service at %s",
+        "https" if settings.tls_cert_file else "http",
         settings.host,
         settings.port,
         settings.query_address,

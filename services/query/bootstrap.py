@@ -71,7 +71,7 @@ async def start(
         settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
     )
     cache = OddsCache()
-    writers = [WriterFeed(address) for address in settings.writer_addresses]
+    writers = [WriterFeed(address, tls_files=settings.tls) for address in settings.writer_addresses]
     feed = Feed(
         pool, cache, timedelta(hours=settings.cache_horizon_hours), [w.run for w in writers],
         resync_seconds=settings.resync_seconds, clock=clock,
@@ -93,6 +93,7 @@ async def start(
         settings.listen,
         lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),
         [SERVICE_NAME],
+        tls_files=settings.tls,
         check_text=True,
     )
     await server.set_serving(False)

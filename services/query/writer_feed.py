@@ -11,6 +11,7 @@ from datetime import datetime
 
 import grpc
 
+from oddstore import tls
 from oddstore.convert import from_timestamp
 from oddstore.grpc_server import client_options
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
@@ -55,8 +56,9 @@ class WriterFeed:
     """One writer's feed, followed for as long as `run` runs. The position is the last batch handed to
     the sink (the sink queues it for the cache: a batch queued is a batch the cache will see)."""
 
-    def __init__(self, address: str, *, max_delay: float = 2.0) -> None:
+    def __init__(self, address: str, *, tls_files: tls.TlsFiles = tls.PLAINTEXT, max_delay: float = 2.0) -> None:
         self.address = address
+        self._tls = tls_files
         self.epoch = ""
         self.sequence = 0
         self._max_delay = max_delay
@@ -68,7 +70,7 @@ class WriterFeed:
         # (and its changes seen only by the safety check) for that long.
         backoff = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
         options = [*client_options(), *backoff]
-        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
+        async with tls.channel(self.address, self._tls, options) as channel:
             stub = writer_pb2_grpc.WriterServiceStub(channel)
             while True:
                 try:
