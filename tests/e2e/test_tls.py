@@ -14,12 +14,15 @@ import grpc
 import httpx
 import pytest
 import trustme
+from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
 from oddstore import tls
 from oddstore.convert import snapshot_to_pb
 from oddstore.grpc_server import Server, create_server
+from oddstore.healthcheck import grpc_serving, http_healthy
+from oddstore_cli.main import main as cli
 from oddstore_cli.submit import SubmitOptions, Submitter
 from services.gateway.bootstrap import build_server
 from services.gateway.config import GatewaySettings
@@ -68,9 +71,11 @@ async def _serve(files: tls.TlsFiles) -> Server:
     return server
 
 
-async def _check(port: int, files: tls.TlsFiles) -> grpc.StatusCode:
-    """The status of a health check over a channel with `files`: OK, or the code the call failed with."""
-    async with tls.channel(f"127.0.0.1:{port}", files) as channel:
+async def _check(port: int, files: tls.TlsFiles, server_name: str | None = None) -> grpc.StatusCode:
+    """The status of a health check over a channel with `files`: OK, or the code the call failed with.
+    `server_name`: the name the server's certificate must carry instead of 127.0.0.1."""
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else None
+    async with tls.channel(f"127.0.0.1:{port}", files, options) as channel:
         try:
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as error:
@@ -131,6 +136,54 @@ def test_settings_refuse_a_certificate_without_its_key_and_a_ca_without_a_certif
         WriterSettings(tls_cert_file=pki.server.cert, tls_key_file=pki.server.cert.with_name("missing.pem"))
 
 
+async def test_the_health_probe_presents_the_services_certificate_and_reports_serving(
+    mtls_server: Server, pki: Pki
+) -> None:
+    address = f"127.0.0.1:{mtls_server.port}"
+    assert await grpc_serving(address, pki.server)
+    assert not await grpc_serving(address, tls.PLAINTEXT)
+    await mtls_server.set_serving(False)
+    assert not await grpc_serving(address, pki.server)
+
+
+def _certs(directory: Path, *names: str) -> None:
+    assert cli(["certs", "--dir", str(directory / "certs"), "--ca-dir", str(directory / "ca"), *names]) == 0
+
+
+def _service(directory: Path, name: str) -> tls.TlsFiles:
+    certs = directory / "certs"
+    return tls.TlsFiles(certs / f"{name}.pem", certs / f"{name}-key.pem", certs / "ca.pem")
+
+
+async def test_oddstore_certs_makes_a_ca_and_service_certificates_that_work_under_mutual_tls(tmp_path: Path) -> None:
+    _certs(tmp_path, "writer", "ingest")
+    server = await _serve(_service(tmp_path, "writer"))
+    try:
+        ingest = _service(tmp_path, "ingest")
+        # As in the compose stack: ingest reaches the writer by its service name, and verifies that name.
+        assert await _check(server.port, ingest, server_name="writer") == grpc.StatusCode.OK
+        assert await _check(server.port, ingest, server_name="query") == grpc.StatusCode.UNAVAILABLE
+        # The health probe inside the container: loopback, with the service's own certificate.
+        assert await _check(server.port, _service(tmp_path, "writer")) == grpc.StatusCode.OK
+        assert await _check(server.port, tls.TlsFiles(ca=ingest.ca)) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(0)
+    cert = x509.load_pem_x509_certificate((tmp_path / "certs" / "writer.pem").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["writer", "localhost"]
+    assert not list((tmp_path / "certs").glob("ca-key*")), "the CA's key stays out of the services' directory"
+
+
+def test_oddstore_certs_again_keeps_what_exists_and_makes_only_what_is_missing(tmp_path: Path) -> None:
+    _certs(tmp_path, "writer")
+    before = {p.name: p.read_bytes() for p in [*(tmp_path / "certs").iterdir(), *(tmp_path / "ca").iterdir()]}
+    _certs(tmp_path, "writer", "query")
+    after = {p.name: p.read_bytes() for p in [*(tmp_path / "certs").iterdir(), *(tmp_path / "ca").iterdir()]}
+    assert {name: after[name] for name in before} == before
+    assert set(after) - set(before) == {"query.pem", "query-key.pem"}
+    assert (tmp_path / "certs" / "query-key.pem").stat().st_mode & 0o077 == 0
+
+
 def _mtls(pki: Pki) -> dict[str, Path | None]:
     return {"tls_cert_file": pki.server.cert, "tls_key_file": pki.server.key, "tls_ca_file": pki.server.ca}
 
@@ -180,6 +233,7 @@ async def test_the_whole_system_runs_on_mutual_tls_with_the_gateway_on_https(mig
 
             await eventually(listed, "the event read back through the gateway over HTTPS")
             assert (await client.get("/api/settings")).status_code == 200  # gateway → retention
+        assert await asyncio.to_thread(http_healthy, port, pki.server)  # the container's probe, over HTTPS
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as plain:
             with pytest.raises(httpx.HTTPError):
                 await plain.get("/api/health")
