@@ -10,6 +10,7 @@ import uvicorn
 from oddstore import users
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.limits import Limits
 from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
@@ -40,6 +41,7 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
             live=LiveOdds(query, window_seconds=settings.live_window_seconds, max_frames=settings.ws_max_frames),
             ws_idle_seconds=settings.ws_idle_seconds,
             users=known,
+            limits=Limits(settings.max_body_bytes, settings.rate_limit_per_second, settings.rate_limit_burst),
         ),
         host=settings.host,
         port=settings.port,
