@@ -4,6 +4,7 @@ must refuse, and the whole system - CLI, ingest, writer, query, retention and th
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from oddstore import tls
 from oddstore.convert import snapshot_to_pb
 from oddstore.grpc_server import Server, create_server
 from oddstore.healthcheck import grpc_serving, http_healthy
+from oddstore_cli.jsonl import snapshot_to_json
 from oddstore_cli.main import main as cli
-from oddstore_cli.submit import SubmitOptions, Submitter
 from services.gateway.bootstrap import build_server
 from services.gateway.config import GatewaySettings
 from services.ingest import bootstrap as ingest_bootstrap
@@ -188,7 +189,9 @@ def _mtls(pki: Pki) -> dict[str, Path | None]:
     return {"tls_cert_file": pki.server.cert, "tls_key_file": pki.server.key, "tls_ca_file": pki.server.ca}
 
 
-async def test_the_whole_system_runs_on_mutual_tls_with_the_gateway_on_https(migrated_dsn: str, pki: Pki) -> None:
+async def test_the_whole_system_runs_on_mutual_tls_with_the_gateway_on_https(
+    migrated_dsn: str, pki: Pki, tmp_path: Path
+) -> None:
     """CLI → ingest → writer → (change feed) → query → gateway, and gateway → retention: every hop mutual TLS."""
     files = _mtls(pki)
     writer = await writer_bootstrap.start(WriterSettings(database_url=migrated_dsn, listen="127.0.0.1:0", **files))
@@ -218,11 +221,20 @@ async def test_the_whole_system_runs_on_mutual_tls_with_the_gateway_on_https(mig
 
         event_id = new_event_id()
         sent = snapshot(event_id, now() - timedelta(minutes=1), [market()])
-        options = SubmitOptions(target=f"127.0.0.1:{ingest.server.port}", tls_files=pki.client)
-        async with Submitter(options) as submitter:
-            await submitter.submit([snapshot_to_pb(sent)], ["line 1"])
-            await submitter.drain()
-        assert submitter.counts.accepted == 1, submitter.failure
+        feed = tmp_path / "feed.jsonl"
+        feed.write_text(json.dumps(snapshot_to_json(snapshot_to_pb(sent))) + "\n")
+        client_tls = [
+            "--tls-ca",
+            str(pki.client.ca),
+            "--tls-cert",
+            str(pki.client.cert),
+            "--tls-key",
+            str(pki.client.key),
+        ]
+        replay = ["replay", str(feed), "--ingest", f"127.0.0.1:{ingest.server.port}", "--retry-seconds", "0"]
+        # In a thread: the command runs its own event loop, and the servers need this one.
+        assert await asyncio.to_thread(cli, [*replay, *client_tls]) == 0
+        assert await asyncio.to_thread(cli, [*replay, *client_tls[:2]]) == 2  # no client certificate: refused
 
         context = ssl.create_default_context()
         pki.ca.configure_trust(context)
