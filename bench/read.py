@@ -391,6 +391,8 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 "GATEWAY_HOST": "127.0.0.1",
                 "GATEWAY_PORT": str(gateway_port),
                 "GATEWAY_QUERY_ADDRESS": f"127.0.0.1:{query_port}",
+                # One client asking as fast as it can is the benchmark, not an abuse to throttle.
+                "GATEWAY_RATE_LIMIT_PER_SECOND": "0",
             },
             log_dir,
         )

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, FilePath, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from oddstore.tls import TlsFiles
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oddstore"
 
 
-class CommonSettings(BaseSettings):
+class TlsSettings(BaseSettings):
+    """The TLS files of a service, under the same unprefixed names for every service (a container holds one
+    service): its server and its channels to other services use them (oddstore.tls). None set: plaintext."""
+
+    tls_cert_file: FilePath | None = Field(None, alias="TLS_CERT_FILE")
+    tls_key_file: FilePath | None = Field(None, alias="TLS_KEY_FILE")
+    tls_ca_file: FilePath | None = Field(None, alias="TLS_CA_FILE")
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        # Caught here, at start-up, rather than when the first port or channel is opened.
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
+        if self.tls_ca_file is not None and self.tls_cert_file is None:
+            # A service is a server: requiring client certificates means serving TLS first.
+            raise ValueError("TLS_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE: mutual TLS is TLS first")
+        return self
+
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+
+
+class CommonSettings(TlsSettings):
     """What every service reads; each service subclasses it with its own prefix."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from oddstore import metrics
+from oddstore import metrics, tls
 from oddstore.text import unstorable
 
 logger = logging.getLogger(__name__)
@@ -117,10 +117,11 @@ def create_server(
     *,
     max_message_bytes: int = 64 * 1024 * 1024,
     check_text: bool = False,
+    tls_files: tls.TlsFiles = tls.PLAINTEXT,
 ) -> Server:
     """Binds `address` (use port 0 in tests) and returns the server with its bound port. With
     `check_text`, requests carrying text PostgreSQL cannot store are refused before the servicer
-    (not for the write path, which rejects per snapshot)."""
+    (not for the write path, which rejects per snapshot). `tls_files`: TLS, and mutual TLS with a CA."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -138,7 +139,7 @@ def create_server(
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(address)
+    port = tls.add_port(server, address, tls_files)
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")
     return Server(server, port, health_servicer, names)

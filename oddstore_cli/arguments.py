@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
+from oddstore import tls
 from oddstore_cli.submit import SubmitOptions
 
 # 0: every snapshot acknowledged, none malformed or rejected; 1: some malformed or rejected;
@@ -30,6 +32,12 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("ODDSTORE_TOKEN_FILE"),
         help="read the token from this file instead (default: $ODDSTORE_TOKEN_FILE; a container's secret)",
     )
+    for flag, variable, what in (
+        ("--tls-ca", "ODDSTORE_TLS_CA_FILE", "CA certificate to verify ingest's certificate against (TLS)"),
+        ("--tls-cert", "ODDSTORE_TLS_CERT_FILE", "client certificate, for an ingest that requires one (mutual TLS)"),
+        ("--tls-key", "ODDSTORE_TLS_KEY_FILE", "the client certificate's private key"),
+    ):
+        parser.add_argument(flag, type=Path, default=os.environ.get(variable) or None, help=f"{what} (${variable})")
     parser.add_argument("--batch-size", type=positive_int, default=200, help="snapshots per call (200)")
     parser.add_argument("--concurrency", type=positive_int, default=2, help="calls in flight (2)")
     parser.add_argument("--timeout", type=positive_float, default=30.0, help="deadline per call, s (30)")
@@ -45,7 +53,19 @@ def submit_options(args: argparse.Namespace) -> SubmitOptions:
         retry_seconds=args.retry_seconds,
         concurrency=args.concurrency,
         token=_token(args),
+        tls_files=_tls_files(args),
     )
+
+
+def _tls_files(args: argparse.Namespace) -> tls.TlsFiles:
+    try:
+        return tls.TlsFiles(_optional_path(args.tls_cert), _optional_path(args.tls_key), _optional_path(args.tls_ca))
+    except tls.TlsError as exc:
+        raise SystemExit(f"oddstore: {exc}") from None
+
+
+def _optional_path(value: str | Path | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def _token(args: argparse.Namespace) -> str | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from oddstore import logs
-from oddstore_cli import replay, run, simulate, token, user
+from oddstore_cli import certs, replay, run, simulate, token, user
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     run.add_parser,
     token.add_parser,
     user.add_parser,
+    certs.add_parser,
 )
 
 

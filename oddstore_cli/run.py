@@ -266,7 +266,7 @@ async def _start_child(service: Service, values: Mapping[str, object], log_dir: 
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
+            env={**_without_tls(os.environ), **env},
             # Its own process group: a terminal's Ctrl-C reaches only us, so we stop the feed before
             # the services, instead of the services draining while we still submit.
             process_group=0,
@@ -276,6 +276,12 @@ async def _start_child(service: Service, values: Mapping[str, object], log_dir: 
     else:
         address = next(v for k, v in env.items() if k.endswith("_LISTEN"))
     return Child(service, process, address, log_path)
+
+
+def _without_tls(environ: Mapping[str, str]) -> dict[str, str]:
+    """`oddstore run` is the loopback development system, plaintext by design: TLS files meant for some other
+    service in this shell must not turn on TLS in some of its children and not in its own health probes."""
+    return {key: value for key, value in environ.items() if not key.startswith("TLS_")}
 
 
 async def _wait_healthy(child: Child, stopping: asyncio.Event) -> None:

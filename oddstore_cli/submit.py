@@ -15,6 +15,7 @@ from typing import Self
 
 import grpc
 
+from oddstore import tls
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class SubmitOptions:
     concurrency: int = 2  # batches in flight
     max_message_bytes: int = 64 * 1024 * 1024
     token: str | None = field(default=None, repr=False)  # sent as 'authorization: Bearer …'; never printed
+    tls_files: tls.TlsFiles = tls.PLAINTEXT
 
 
 @dataclass(slots=True)
@@ -127,9 +129,10 @@ class Submitter:
 
     async def __aenter__(self) -> Self:
         limit = self.options.max_message_bytes
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = tls.channel(
             self.options.target,
-            options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)],
+            self.options.tls_files,
+            [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)],
         )
         self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
         return self

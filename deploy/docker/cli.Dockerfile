@@ -35,6 +35,9 @@ COPY --from=proto /gen/oddstore/v1/ oddstore/v1/
 COPY oddstore_cli/ oddstore_cli/
 RUN printf '#!/bin/sh\nexec python -m oddstore_cli.main "$@"\n' > /usr/local/bin/oddstore && chmod 0755 /usr/local/bin/oddstore
 ENV ODDSTORE_INGEST=ingest:50051
+# Mount points of the compose `certs` job (`oddstore certs`): a named volume mounted here for the first time
+# takes this directory's owner, so the job, which runs as 10001 like every service, can write into it.
+RUN mkdir -p /certs /ca && chown 10001:10001 /certs /ca && chmod 0700 /ca
 USER 10001
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["oddstore"]

@@ -38,5 +38,6 @@ USER 10001
 EXPOSE 8000
 # uvicorn stops accepting on SIGTERM and finishes in-flight requests before exiting.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/health' % os.environ['GATEWAY_PORT'], timeout=3)"]
+# /api/health over loopback, HTTPS verified against TLS_CA_FILE when the gateway has a certificate.
+HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 CMD ["python", "-m", "oddstore.healthcheck", "http", "GATEWAY_PORT"]
 CMD ["python", "-m", "services.gateway.main"]

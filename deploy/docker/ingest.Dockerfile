@@ -39,5 +39,6 @@ USER 10001
 EXPOSE 50051
 # main.py handles SIGTERM: NOT_SERVING, in-flight calls drained for SHUTDOWN_GRACE_SECONDS, then exit.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = os.environ['INGEST_LISTEN'].rsplit(':', 1)[1]; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(), timeout=3); sys.exit(r.status != h.HealthCheckResponse.SERVING)"]
+# gRPC health over loopback, with the service's TLS files when it has them (oddstore/healthcheck.py).
+HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 CMD ["python", "-m", "oddstore.healthcheck", "grpc", "INGEST_LISTEN"]
 CMD ["python", "-m", "services.ingest.main"]

@@ -9,7 +9,8 @@ module opens nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -20,6 +21,7 @@ from services.gateway import audit, query_api, retention_api, stream_api, ws_api
 from services.gateway.auth import BasicAuth, Verifier
 from services.gateway.dependencies import reject_unstorable_text
 from services.gateway.errors import add_error_handlers
+from services.gateway.limits import Limits, RequestLimits, SecurityHeaders
 from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
@@ -50,11 +52,14 @@ def create_app(
     live: LiveOdds | None = None,
     ws_idle_seconds: float = 90.0,
     users: Mapping[str, User] | None = None,
+    limits: Limits | None = None,
+    limits_clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """The storage, cleanup and settings routes are mounted only with a retention client (bootstrap always
     passes one; tests of the query endpoints alone do not). `live` feeds the WebSocket (one is made over
     `query` when not given); it follows the query service while the app's lifespan runs. With `users`, every
-    request needs their HTTP Basic credentials (auth.py); without, anyone may do anything."""
+    request needs their HTTP Basic credentials (auth.py); without, anyone may do anything. `limits`: per-client
+    rate and body size (limits.py; `limits_clock` times the rate). Every answer carries the security headers."""
     live = live if live is not None else LiveOdds(query)
 
     @asynccontextmanager
@@ -97,4 +102,8 @@ def create_app(
     if retention is not None:
         # Added last, so outermost: it sees the answers of the authentication middleware too.
         app.add_middleware(audit.AuditLog, retention=retention)
+    if limits is not None:
+        # Outside the audit log and authentication: a flood costs neither an audit write nor a password hash.
+        app.add_middleware(RequestLimits, limits=limits, clock=limits_clock)
+    app.add_middleware(SecurityHeaders)  # outermost: on refusals too
     return app

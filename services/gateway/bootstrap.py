@@ -10,6 +10,7 @@ import uvicorn
 from oddstore import users
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.limits import Limits
 from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
@@ -18,12 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 def build_server(settings: GatewaySettings) -> uvicorn.Server:
-    query = QueryClient(settings.query_address, settings.request_deadline_seconds)
+    query = QueryClient(settings.query_address, settings.request_deadline_seconds, tls_files=settings.tls)
     retention = RetentionClient(
         settings.retention_address,
         settings.request_deadline_seconds,
         stats_deadline_seconds=settings.stats_deadline_seconds,
         cleanup_deadline_seconds=settings.cleanup_deadline_seconds,
+        tls_files=settings.tls,
     )
     known = None
     if settings.auth == "basic":
@@ -39,9 +41,14 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
             live=LiveOdds(query, window_seconds=settings.live_window_seconds, max_frames=settings.ws_max_frames),
             ws_idle_seconds=settings.ws_idle_seconds,
             users=known,
+            limits=Limits(settings.max_body_bytes, settings.rate_limit_per_second, settings.rate_limit_burst),
         ),
         host=settings.host,
         port=settings.port,
+        # HTTPS when given a certificate. Browsers present no client certificate: TLS_CA_FILE is only for the
+        # gateway's own channels to the query and retention services.
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
         # Logging is ours (oddstore.logs); uvicorn's own dictConfig would replace the root handler.
         log_config=None,
         access_log=False,
@@ -56,7 +63,8 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
 async def run(settings: GatewaySettings) -> None:
     server = build_server(settings)
     logger.info(
-        "gateway on http://%s:%d (docs at /docs), query service at %s, retention service at %s",
+        "gateway on %s://%s:%d (docs at /docs), query service at %s, retention service at %s",
+        "https" if settings.tls_cert_file else "http",
         settings.host,
         settings.port,
         settings.query_address,

@@ -46,6 +46,11 @@ class GatewaySettings(CommonSettings):
         "none", description="none: anyone who reaches the gateway may do anything (loopback only); basic: users file"
     )
     users_file: Path | None = Field(None, description="GATEWAY_AUTH=basic: names, roles and argon2 password hashes")
+    max_body_bytes: int = Field(1024 * 1024, ge=1, description="larger request bodies are refused with 413")
+    rate_limit_per_second: float = Field(
+        50.0, ge=0, description="requests per second per client address beyond a burst, then 429 (0: no limit)"
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="requests a client may make at once (the UI's page load)")
     allow_unauthenticated: bool = Field(
         False, description="serve GATEWAY_AUTH=none on a non-loopback address anyway (behind a proxy that checks)"
     )

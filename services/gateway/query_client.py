@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from oddstore import tls
 from oddstore.grpc_server import client_options
 from oddstore.v1 import query_pb2, query_pb2_grpc
 
@@ -88,8 +89,9 @@ class Health:
 class QueryClient:
     """Created by bootstrap, opened in the app's lifespan (so the channel belongs to the serving event loop)."""
 
-    def __init__(self, address: str, deadline_seconds: float) -> None:
+    def __init__(self, address: str, deadline_seconds: float, *, tls_files: tls.TlsFiles = tls.PLAINTEXT) -> None:
         self.address = address
+        self._tls = tls_files
         self.deadline = deadline_seconds
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
@@ -98,7 +100,7 @@ class QueryClient:
     async def open(self) -> None:
         """Idempotent; channels connect lazily, so this succeeds even while the service is down."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=client_options())
+            self._channel = tls.channel(self.address, self._tls, client_options())
             self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from oddstore import tls
 from oddstore.grpc_server import client_options
 from oddstore.v1 import retention_pb2, retention_pb2_grpc
 from services.gateway.query_client import QueryFailed, Unavailable, translate
@@ -34,8 +35,10 @@ class RetentionClient:
         *,
         stats_deadline_seconds: float | None = None,
         cleanup_deadline_seconds: float | None = None,
+        tls_files: tls.TlsFiles = tls.PLAINTEXT,
     ) -> None:
         self.address = address
+        self._tls = tls_files
         self.deadline = deadline_seconds
         self.stats_deadline = stats_deadline_seconds if stats_deadline_seconds is not None else deadline_seconds
         self.cleanup_deadline = cleanup_deadline_seconds if cleanup_deadline_seconds is not None else deadline_seconds
@@ -45,7 +48,7 @@ class RetentionClient:
     async def open(self) -> None:
         """Idempotent; channels connect lazily, so this succeeds even while the service is down."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=client_options())
+            self._channel = tls.channel(self.address, self._tls, client_options())
             self._stub = retention_pb2_grpc.RetentionServiceStub(self._channel)
 
     async def close(self) -> None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import grpc
 
-from oddstore import metrics, tokens
+from oddstore import metrics, tls, tokens
 from oddstore.grpc_server import Server, client_options, create_server, wait_for_signal
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, writer_pb2_grpc
 from services.ingest.auth import Authenticator
@@ -46,8 +46,7 @@ def authenticator(settings: IngestSettings) -> Authenticator:
 async def start(settings: IngestSettings) -> IngestApp:
     auth = authenticator(settings)
     channels = [
-        grpc.aio.insecure_channel(a, options=client_options(settings.max_message_bytes))
-        for a in settings.writer_addresses
+        tls.channel(a, settings.tls, client_options(settings.max_message_bytes)) for a in settings.writer_addresses
     ]
     writers = [
         WriterClient(
@@ -64,6 +63,7 @@ async def start(settings: IngestSettings) -> IngestApp:
         settings.listen,
         lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s),
         [SERVICE_NAME],
+        tls_files=settings.tls,
         max_message_bytes=settings.max_message_bytes,
     )
     await server.start()

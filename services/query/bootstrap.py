@@ -75,7 +75,8 @@ async def start(
     )
     cache = OddsCache()
     writers = [
-        WriterFeed(address, keepalive_seconds=settings.feed_keepalive_seconds) for address in settings.writer_addresses
+        WriterFeed(address, tls_files=settings.tls, keepalive_seconds=settings.feed_keepalive_seconds)
+        for address in settings.writer_addresses
     ]
     feed = Feed(
         pool, cache, timedelta(hours=settings.cache_horizon_hours), [w.run for w in writers],
@@ -100,6 +101,7 @@ async def start(
         settings.listen,
         lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),
         [SERVICE_NAME],
+        tls_files=settings.tls,
         check_text=True,
     )
     await server.set_serving(False)

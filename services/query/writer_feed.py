@@ -11,6 +11,7 @@ from datetime import datetime
 
 import grpc
 
+from oddstore import tls
 from oddstore.convert import from_timestamp
 from oddstore.grpc_server import client_options, keepalive_options
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
@@ -55,8 +56,16 @@ class WriterFeed:
     """One writer's feed, followed for as long as `run` runs. The position is the last batch handed to
     the sink (the sink queues it for the cache: a batch queued is a batch the cache will see)."""
 
-    def __init__(self, address: str, *, max_delay: float = 2.0, keepalive_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        tls_files: tls.TlsFiles = tls.PLAINTEXT,
+        max_delay: float = 2.0,
+        keepalive_seconds: float = 10.0,
+    ) -> None:
         self.address = address
+        self._tls = tls_files
         self._keepalive = keepalive_seconds
         self.epoch = ""
         self.sequence = 0
@@ -70,7 +79,7 @@ class WriterFeed:
         backoff = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
         # A hung writer connection would otherwise look like a quiet writer for as long as TCP lets it.
         options = [*client_options(), *backoff, *keepalive_options(self._keepalive)]
-        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
+        async with tls.channel(self.address, self._tls, options) as channel:
             stub = writer_pb2_grpc.WriterServiceStub(channel)
             while True:
                 try:

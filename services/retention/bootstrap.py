@@ -57,6 +57,7 @@ async def start(settings: RetentionSettings, clock: Clock = utc_now) -> Retentio
         settings.listen,
         lambda s: retention_pb2_grpc.add_RetentionServiceServicer_to_server(RetentionServicer(retention), s),
         [SERVICE_NAME],
+        tls_files=settings.tls,
         check_text=True,
     )
     await report_horizon(0)  # unknown until the first check

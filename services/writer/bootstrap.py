@@ -53,6 +53,7 @@ async def start(settings: WriterSettings) -> WriterApp:
         settings.listen,
         lambda s: writer_pb2_grpc.add_WriterServiceServicer_to_server(WriterServicer(writer), s),
         [SERVICE_NAME],
+        tls_files=settings.tls,
     )
     await server.set_serving(False)
     await server.start()

@@ -1,4 +1,5 @@
-"""The container stack (deploy/docker-compose.yml) via testcontainers: replay, read back, writer replaced.
+"""The container stack (deploy/docker-compose.yml) via testcontainers, on mutual TLS with auth on: replay, read
+back, writer replaced, refused writes and cleanups, plaintext and certificate-less clients refused.
 
 Needs a Docker engine with the Compose v2 plugin. Without one these tests SKIP, unless
 ODDSTORE_COMPOSE_TESTS=1 (CI, `make test-compose`), where they FAIL: a CI run must not pass quietly.
@@ -6,11 +7,13 @@ ODDSTORE_COMPOSE_TESTS=1 (CI, `make test-compose`), where they FAIL: a CI run mu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,8 +22,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from oddstore import tls
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -29,6 +36,10 @@ PROJECT = "oddstore-compose-test"
 STARTUP_TIMEOUT = 180.0
 # Credentials of the stack under test (deploy/secrets.sh), made by the `stack` fixture.
 SECRETS: dict[str, Path] = {}
+# The operator's TLS files, copied out of the stack's certs volume by the `stack` fixture, and an HTTPS client
+# trusting the stack's CA.
+OPERATOR: dict[str, tls.TlsFiles] = {}
+HTTPS: dict[str, httpx.Client] = {}
 
 
 def _unavailable(reason: str) -> None:
@@ -82,6 +93,10 @@ def _oddstore(*args: str, timeout: float = 300, token_file: Path | None = None) 
     token = token_file or SECRETS.get("operator")
     if token is not None:
         env["ODDSTORE_TOKEN_FILE"] = str(token)
+    if "operator" in OPERATOR:
+        files = OPERATOR["operator"]
+        env.update(ODDSTORE_TLS_CA_FILE=str(files.ca), ODDSTORE_TLS_CERT_FILE=str(files.cert))
+        env["ODDSTORE_TLS_KEY_FILE"] = str(files.key)
     return subprocess.run(
         [sys.executable, "-m", "oddstore_cli.main", *args],
         capture_output=True,
@@ -90,6 +105,19 @@ def _oddstore(*args: str, timeout: float = 300, token_file: Path | None = None) 
         cwd=ROOT,
         env=env,
     )
+
+
+def _http() -> httpx.Client:
+    return HTTPS["client"]
+
+
+def _copy_certs(directory: Path) -> tls.TlsFiles:
+    """The CA and the operator's certificate, out of the certs volume the stack's `certs` job filled."""
+    for name in ("ca.pem", "operator.pem", "operator-key.pem"):
+        done = _compose("run", "--rm", "--no-deps", "-T", "--entrypoint", "cat", "certs", f"/certs/{name}")
+        (directory / name).write_text(done.stdout)
+    (directory / "operator-key.pem").chmod(0o600)
+    return tls.TlsFiles(directory / "operator.pem", directory / "operator-key.pem", directory / "ca.pem")
 
 
 def _login(role: str) -> tuple[str, str]:
@@ -153,11 +181,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     try:
         _compose("down", "--volumes", "--remove-orphans")  # leftovers of an interrupted run
         compose.start()
-        gateway = f"http://127.0.0.1:{ports['ODDSTORE_GATEWAY_PORT']}"
+        OPERATOR["operator"] = _copy_certs(tmp_path_factory.mktemp("certs"))
+        context = ssl.create_default_context(cafile=str(OPERATOR["operator"].ca))
+        HTTPS["client"] = httpx.Client(verify=context)
+        gateway = f"https://127.0.0.1:{ports['ODDSTORE_GATEWAY_PORT']}"
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{gateway}/api/health", timeout=2).json().get("status") == "healthy":
+                if _http().get(f"{gateway}/api/health", timeout=2).json().get("status") == "healthy":
                     break
             except (httpx.HTTPError, ValueError):
                 pass
@@ -171,6 +202,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                 print(_compose("logs", "--no-color", "--tail", "50").stdout[-20000:], file=sys.stderr)
         finally:
             compose.stop(down=True)  # down --volumes: nothing outlives the test
+            if "client" in HTTPS:
+                HTTPS.pop("client").close()
+            OPERATOR.clear()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -193,14 +227,16 @@ def test_a_replayed_file_is_read_back_through_the_gateway(stack: dict[str, str],
     listed: set[int] = set()
     deadline = time.monotonic() + 15
     while not listed >= set(event_ids) and time.monotonic() < deadline:
-        listing = httpx.get(
-            f"{stack['gateway']}/api/events", params={"page_size": 100}, timeout=10, auth=_login("viewer")
-        ).json()
+        listing = (
+            _http()
+            .get(f"{stack['gateway']}/api/events", params={"page_size": 100}, timeout=10, auth=_login("viewer"))
+            .json()
+        )
         listed = {e["id"] for e in listing["events"]}
         time.sleep(0.1)
     assert listed >= set(event_ids), f"not listed after 15 s: {sorted(set(event_ids) - listed)}"
     for event_id in event_ids:
-        detail = httpx.get(f"{stack['gateway']}/api/events/{event_id}", timeout=10, auth=_login("viewer"))
+        detail = _http().get(f"{stack['gateway']}/api/events/{event_id}", timeout=10, auth=_login("viewer"))
         assert detail.status_code == 200, detail.text
         assert detail.json()["id"] == event_id
         assert detail.json()["bookmakers"], f"event {event_id} has no bookmakers"
@@ -278,9 +314,29 @@ def test_writes_without_a_token_or_beyond_it_are_refused_and_leave_the_database_
 def test_a_viewer_may_not_clean_up_and_the_database_is_unchanged(stack: dict[str, str]) -> None:
     gateway = stack["gateway"]
     runs = _psql("SELECT count(*) FROM cleanup_runs")
-    assert httpx.get(f"{gateway}/api/cleanup/history", timeout=10).status_code == 401
-    refused = httpx.post(f"{gateway}/api/cleanup/execute", json={"oddsRetentionDays": 1}, auth=_login("viewer"))
+    assert _http().get(f"{gateway}/api/cleanup/history", timeout=10).status_code == 401
+    refused = _http().post(f"{gateway}/api/cleanup/execute", json={"oddsRetentionDays": 1}, auth=_login("viewer"))
     assert refused.status_code == 403, refused.text
-    assert httpx.post(f"{gateway}/api/cleanup/execute", auth=("admin", "forged")).status_code == 401
+    assert _http().post(f"{gateway}/api/cleanup/execute", auth=("admin", "forged")).status_code == 401
     assert _psql("SELECT count(*) FROM cleanup_runs") == runs
-    assert httpx.get(f"{gateway}/api/settings", timeout=10, auth=_login("admin")).status_code == 200
+    assert _http().get(f"{gateway}/api/settings", timeout=10, auth=_login("admin")).status_code == 200
+
+
+async def _health(address: str, files: tls.TlsFiles) -> grpc.StatusCode:
+    async with tls.channel(address, files) as channel:
+        try:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def test_ingest_and_the_gateway_answer_only_over_tls_and_ingest_only_to_a_certificate_of_the_stack(
+    stack: dict[str, str],
+) -> None:
+    operator = OPERATOR["operator"]
+    assert asyncio.run(_health(stack["ingest"], operator)) == grpc.StatusCode.OK
+    assert asyncio.run(_health(stack["ingest"], tls.PLAINTEXT)) == grpc.StatusCode.UNAVAILABLE
+    assert asyncio.run(_health(stack["ingest"], tls.TlsFiles(ca=operator.ca))) == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(stack["gateway"].replace("https://", "http://") + "/api/health", timeout=10)
