@@ -16,7 +16,7 @@ as_pg() {
 }
 port_of() { echo $((BASE_PORT + $1)); }
 sql() {  # sql PORT STATEMENT: in the postgres database of that node
-  as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres -tAc "$2"
+  PGOPTIONS="-c client_min_messages=warning" as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres -tAc "$2"
 }
 
 start() {
