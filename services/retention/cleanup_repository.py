@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from oddstore import citus
 from services.retention.cleanup import Counts, DataStats, TableStat
 from services.retention.naive_utc import aware, naive
 
@@ -44,6 +45,14 @@ EXPIRED_COMPETITOR_EVENTS = "SELECT id FROM competitor_events WHERE kickoff < $1
 DELETE_CURRENT = """
 DELETE FROM market_odds_current WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM market_odds_current WHERE event_id = ANY($1::bigint[]) LIMIT $2))
+"""
+# On Citus a ctid is only unique within one shard: the batch is chosen by the table's key instead.
+DELETE_CURRENT_CITUS = """
+DELETE FROM market_odds_current c USING (
+    SELECT event_id, bookmaker_slug, market_id, line FROM market_odds_current
+    WHERE event_id = ANY($1::bigint[]) LIMIT $2) v
+WHERE c.event_id = v.event_id AND c.bookmaker_slug = v.bookmaker_slug AND c.market_id = v.market_id
+  AND c.line IS NOT DISTINCT FROM v.line
 """
 DELETE_LATEST = "DELETE FROM latest_snapshots WHERE event_id = ANY($1::bigint[])"
 DELETE_EVENT_BOOKMAKERS = "DELETE FROM event_bookmakers WHERE event_id = ANY($1::int[])"
@@ -110,7 +119,8 @@ async def delete_expired_events(conn: asyncpg.Connection, match_cutoff: datetime
         ids = [r[0] for r in await conn.fetch(EXPIRED_EVENTS, match_cutoff, batch)]
         if not ids:
             return
-        counts.market_odds_current += await delete_in_batches(conn, DELETE_CURRENT, (ids,), batch)
+        delete_current = DELETE_CURRENT_CITUS if await citus.installed(conn) else DELETE_CURRENT
+        counts.market_odds_current += await delete_in_batches(conn, delete_current, (ids,), batch)
         n, oldest = await delete_snapshots(conn, EVENT_ODDS_SNAPSHOTS, ids, batch, competitor=False)
         counts.odds_snapshots += n
         counts.saw_odds(oldest)
