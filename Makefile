@@ -89,3 +89,23 @@ down:
 
 test-compose: setup images
 	ODDSTORE_COMPOSE_TESTS=1 $(PY) -m pytest -q tests/compose
+
+# --- Citus (issue 12): built from ../shared/vendor into the machine's PostgreSQL 15, a local cluster --------
+CITUS_DIR ?= /tmp/oddstore-citus
+CITUS_PORT ?= 9700
+CITUS_URL := postgresql://postgres@127.0.0.1:$(CITUS_PORT)/postgres
+
+.PHONY: citus citus-up citus-down test-citus
+
+citus:
+	deploy/citus/build.sh
+
+citus-up: citus
+	deploy/citus/cluster.sh start $(CITUS_DIR) $(CITUS_PORT)
+
+citus-down:
+	deploy/citus/cluster.sh stop $(CITUS_DIR) $(CITUS_PORT)
+
+# The integration and end-to-end suites again, against the coordinator of the local cluster.
+test-citus: setup citus-up
+	TEST_DATABASE_URL=$(CITUS_URL) $(PY) -m pytest -q tests/integration tests/e2e

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
+from oddstore import citus
+
 logger = logging.getLogger(__name__)
 
 PARTITION_EXISTS = """
@@ -20,17 +22,24 @@ def partition_name(day: date) -> str:
     return f"market_odds_history_p{day:%Y%m%d}"
 
 
-def partition_ddl(day: date) -> list[str]:
+def partition_ddl(day: date, *, citus: bool = False) -> list[str]:
     """Create the table, then attach it: ATTACH PARTITION locks the parent in SHARE UPDATE EXCLUSIVE
     mode, which inserts do not wait for, where CREATE TABLE ... PARTITION OF would take ACCESS
-    EXCLUSIVE and stall every writer for as long as it waits."""
+    EXCLUSIVE and stall every writer for as long as it waits.
+
+    On Citus, attaching a table to the distributed parent distributes it from inside the transaction
+    and ends in "involved in a distributed deadlock"; PARTITION OF creates the partition's shards with
+    the parent's (what Citus's own create_time_partitions() runs). Its ACCESS EXCLUSIVE lock is held
+    only while the shards are created, and the lock timeout below bounds what writers wait."""
     start = datetime.combine(day, time(), UTC)
     end = start + timedelta(days=1)
     name = partition_name(day)
+    bounds = f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    if citus:
+        return [f"CREATE TABLE {name} PARTITION OF market_odds_history {bounds}"]
     return [
         f"CREATE TABLE {name} (LIKE market_odds_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
-        f"ALTER TABLE market_odds_history ATTACH PARTITION {name} "
-        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')",
+        f"ALTER TABLE market_odds_history ATTACH PARTITION {name} {bounds}",
     ]
 
 
@@ -40,13 +49,14 @@ async def ensure_partition(pool: asyncpg.Pool, day: date) -> None:
     async with pool.acquire() as conn:
         if await conn.fetchval(PARTITION_EXISTS, partition_name(day)):
             return
+        statements = partition_ddl(day, citus=await citus.installed(conn))
         # A bounded loop, no sleep: the lock timeout is the wait. Hand-written because "created by someone
         # else" ends it as a success, which a retry library would have to be told through a callback.
         for attempt in range(20):
             try:
                 async with conn.transaction():
                     await conn.execute("SET LOCAL lock_timeout = '2s'")
-                    for statement in partition_ddl(day):
+                    for statement in statements:
                         await conn.execute(statement)
                 logger.info("created history partition %s", partition_name(day))
                 return

@@ -65,6 +65,18 @@ def our_revisions(dsn: str) -> set[str]:
 
 VERSIONS = "SELECT version_num FROM alembic_version"
 
+# The revision that distributes the odds tables on Citus (a no-op on plain PostgreSQL). A taken-over database's data
+# is converted before it, on ordinary tables, and distribution then moves the rows into shards: Citus cannot plan
+# all of the conversion's statements (temporary tables, lateral joins with the legacy tables) over distributed
+# tables. Upgrading to its predecessor from a later revision changes nothing.
+DISTRIBUTION_REVISION = "0007"
+
+
+def _before_distribution(dsn: str) -> str:
+    down = ScriptDirectory.from_config(alembic_config(dsn)).get_revision(DISTRIBUTION_REVISION).down_revision
+    assert isinstance(down, str), "the distribution revision follows exactly one revision"
+    return down
+
 
 async def _adopt_if_old_head(dsn: str, ours: set[str]) -> None:
     """Adopts a database at the old head; refuses any other revision that is not ours."""
@@ -121,8 +133,11 @@ def upgrade(
     interruption, it resumes a taken-over database's conversion where it stopped."""
     ours = our_revisions(dsn)
     _run(lambda: asyncio.run(_adopt_if_old_head(dsn, ours)))
-    _run(lambda: command.upgrade(alembic_config(dsn), revision))
+    staged = revision == "head"
+    _run(lambda: command.upgrade(alembic_config(dsn), _before_distribution(dsn) if staged else revision))
     _run(lambda: asyncio.run(_convert(dsn, batch_ids, after_batch)))
+    if staged:
+        _run(lambda: command.upgrade(alembic_config(dsn), revision))
 
 
 def _pending_revisions(dsn: str, current: str | None) -> list[str]:

@@ -16,6 +16,7 @@ from datetime import date
 
 import asyncpg
 
+from oddstore import citus
 from oddstore.history_partitions import partition_ddl, partition_name
 
 logger = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ async def _ensure_partition(conn: asyncpg.Connection, day: date) -> None:
     # No writer runs during an upgrade: no lock timeout or retry as in oddstore/history_partitions.py.
     if not await conn.fetchval(PARTITION_EXISTS, partition_name(day)):
         async with conn.transaction():
-            for statement in partition_ddl(day):
+            for statement in partition_ddl(day, citus=await citus.installed(conn)):
                 await conn.execute(statement)
 
 

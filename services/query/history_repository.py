@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from oddstore import citus
 from services.query import odds
 from services.query.history import (
     BookmakerMargins,
@@ -132,6 +133,19 @@ FROM t CROSS JOIN LATERAL (
     WHERE event_id = t.event_id AND market_id = $3 AND line IS NOT DISTINCT FROM $4::float8 AND captured_at <= t.at
     ORDER BY bookmaker_slug, captured_at DESC
 ) h
+"""
+)
+
+# Citus cannot push a LATERAL subquery over a distributed table below a reference table and a function: there
+# the same points come from a plain join on the event (the distribution column), newest first per target.
+NEW_AT_OFFSETS_CITUS = (
+    _TARGETS
+    + """
+SELECT DISTINCT ON (h.event_id, t.i, h.bookmaker_slug)
+       h.event_id, t.i, h.bookmaker_slug, h.captured_at, h.available, h.outcomes
+FROM market_odds_history h JOIN t ON h.event_id = t.event_id AND h.captured_at <= t.at
+WHERE h.event_id = ANY($1::bigint[]) AND h.market_id = $3 AND h.line IS NOT DISTINCT FROM $4::float8
+ORDER BY h.event_id, t.i, h.bookmaker_slug, h.captured_at DESC
 """
 )
 
@@ -277,6 +291,7 @@ async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:
 class HistoryReader:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._citus: bool | None = None  # whether the database is Citus; asked on first use
 
     async def _names(self, conn: asyncpg.Connection, slugs: Iterable[str]) -> dict[str, str]:
         rows = await conn.fetch(BOOKMAKER_NAMES, sorted(set(slugs)))
@@ -359,7 +374,9 @@ class HistoryReader:
     ) -> dict[tuple[int, str, int], Point]:
         """(event_id, bookmaker_slug, offset index) -> the state at kickoff - offset, where one is known."""
         args = (event_ids, offsets, market_id, line)
-        new_rows = await conn.fetch(NEW_AT_OFFSETS, *args)
+        if self._citus is None:
+            self._citus = await citus.installed(conn)
+        new_rows = await conn.fetch(NEW_AT_OFFSETS_CITUS if self._citus else NEW_AT_OFFSETS, *args)
         legacy_rows = await conn.fetch(LEGACY_AT_OFFSETS, *args)
         states: dict[tuple[int, str, int], Point] = {}
         for r in legacy_rows:

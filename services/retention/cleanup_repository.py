@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from oddstore import citus
 from services.retention.cleanup import Counts, DataStats, TableStat
 from services.retention.naive_utc import aware, naive
 
@@ -44,6 +45,14 @@ EXPIRED_COMPETITOR_EVENTS = "SELECT id FROM competitor_events WHERE kickoff < $1
 DELETE_CURRENT = """
 DELETE FROM market_odds_current WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM market_odds_current WHERE event_id = ANY($1::bigint[]) LIMIT $2))
+"""
+# On Citus a ctid is only unique within one shard: the batch is chosen by the table's key instead.
+DELETE_CURRENT_CITUS = """
+DELETE FROM market_odds_current c USING (
+    SELECT event_id, bookmaker_slug, market_id, line FROM market_odds_current
+    WHERE event_id = ANY($1::bigint[]) LIMIT $2) v
+WHERE c.event_id = v.event_id AND c.bookmaker_slug = v.bookmaker_slug AND c.market_id = v.market_id
+  AND c.line IS NOT DISTINCT FROM v.line
 """
 DELETE_LATEST = "DELETE FROM latest_snapshots WHERE event_id = ANY($1::bigint[])"
 DELETE_EVENT_BOOKMAKERS = "DELETE FROM event_bookmakers WHERE event_id = ANY($1::int[])"
@@ -110,11 +119,16 @@ async def delete_expired_events(conn: asyncpg.Connection, match_cutoff: datetime
         ids = [r[0] for r in await conn.fetch(EXPIRED_EVENTS, match_cutoff, batch)]
         if not ids:
             return
-        counts.market_odds_current += await delete_in_batches(conn, DELETE_CURRENT, (ids,), batch)
+        delete_current = DELETE_CURRENT_CITUS if await citus.installed(conn) else DELETE_CURRENT
+        counts.market_odds_current += await delete_in_batches(conn, delete_current, (ids,), batch)
         n, oldest = await delete_snapshots(conn, EVENT_ODDS_SNAPSHOTS, ids, batch, competitor=False)
         counts.odds_snapshots += n
         counts.saw_odds(oldest)
         async with conn.transaction():
+            if await citus.installed(conn):
+                # event_bookmakers and events are reference tables with foreign keys: Citus refuses to modify them
+                # after a parallel multi-shard statement (the DELETE from latest_snapshots) in one transaction.
+                await conn.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
             await conn.execute(DELETE_LATEST, ids)
             await conn.execute(DELETE_EVENT_BOOKMAKERS, ids)
             kickoffs = [aware(r[0]) for r in await conn.fetch(DELETE_EVENTS, ids)]
@@ -274,15 +288,17 @@ async def preview_rows(conn: asyncpg.Connection, odds_cutoff: datetime, match_cu
 
 # --- data statistics ------------------------------------------------------------------------------------------
 
+# Flat columns from one row of aggregates per table, not row(...) values: Citus cannot pass an anonymous record
+# between nodes ("input of anonymous composite types is not implemented"). Three columns per TableStat.
 DATA_STATS = """
-SELECT
-    (SELECT row(count(*), min(captured_at), max(captured_at)) FROM odds_snapshots),
-    (SELECT row(count(*), min(captured_at), max(captured_at)) FROM competitor_odds_snapshots),
-    (SELECT row(count(*), min(kickoff), max(kickoff)) FROM events),
-    (SELECT row(count(*), min(kickoff), max(kickoff)) FROM competitor_events),
-    (SELECT count(*) FROM tournaments),
-    (SELECT count(*) FROM competitor_tournaments),
-    (SELECT row(count(*), min(captured_at), max(captured_at)) FROM market_odds_history)
+SELECT * FROM
+    (SELECT count(*), min(captured_at), max(captured_at) FROM odds_snapshots) os,
+    (SELECT count(*), min(captured_at), max(captured_at) FROM competitor_odds_snapshots) cos,
+    (SELECT count(*), min(kickoff), max(kickoff) FROM events) e,
+    (SELECT count(*), min(kickoff), max(kickoff) FROM competitor_events) ce,
+    (SELECT count(*) FROM tournaments) t,
+    (SELECT count(*) FROM competitor_tournaments) ct,
+    (SELECT count(*), min(captured_at), max(captured_at) FROM market_odds_history) h
 """
 EVENTS_BY_PLATFORM = """
 SELECT 'bookmaker_' || bookmaker_id, count(DISTINCT event_id) FROM event_bookmakers
@@ -290,14 +306,15 @@ GROUP BY bookmaker_id ORDER BY bookmaker_id
 """
 COMPETITOR_EVENTS_BY_SOURCE = "SELECT source, count(*) FROM competitor_events GROUP BY source ORDER BY source"
 SCRAPE_STATS = """
-SELECT (SELECT row(count(*), min(started_at), max(started_at)) FROM scrape_runs),
-       (SELECT row(count(*), min(started_at), max(started_at)) FROM scrape_batches)
+SELECT * FROM (SELECT count(*), min(started_at), max(started_at) FROM scrape_runs) r,
+              (SELECT count(*), min(started_at), max(started_at) FROM scrape_batches) b
 """
 NO_ROWS: TableStat = (0, None, None)
 
 
-def _stat(value: Any) -> TableStat:
-    count, oldest, newest = value
+def _stat(row: asyncpg.Record, first: int) -> TableStat:
+    """The (count, oldest, newest) starting at column `first`."""
+    count, oldest, newest = row[first], row[first + 1], row[first + 2]
     return int(count), aware(oldest), aware(newest)
 
 
@@ -310,15 +327,15 @@ async def data_stats(pool: asyncpg.Pool) -> DataStats:
         by_source = [(x[0], int(x[1])) for x in await conn.fetch(COMPETITOR_EVENTS_BY_SOURCE)]
         scrape = await conn.fetchrow(SCRAPE_STATS) if await has_scrape_tables(conn) else None
     return DataStats(
-        odds_snapshots=_stat(r[0]),
-        competitor_odds_snapshots=_stat(r[1]),
-        events=_stat(r[2]),
-        competitor_events=_stat(r[3]),
-        tournaments=(int(r[4]), None, None),
-        competitor_tournaments=(int(r[5]), None, None),
-        market_odds_history=_stat(r[6]),
-        scrape_runs=_stat(scrape[0]) if scrape else NO_ROWS,
-        scrape_batches=_stat(scrape[1]) if scrape else NO_ROWS,
+        odds_snapshots=_stat(r, 0),
+        competitor_odds_snapshots=_stat(r, 3),
+        events=_stat(r, 6),
+        competitor_events=_stat(r, 9),
+        tournaments=(int(r[12]), None, None),
+        competitor_tournaments=(int(r[13]), None, None),
+        market_odds_history=_stat(r, 14),
+        scrape_runs=_stat(scrape, 0) if scrape else NO_ROWS,
+        scrape_batches=_stat(scrape, 3) if scrape else NO_ROWS,
         events_by_platform=by_platform,
         competitor_events_by_source=by_source,
     )

@@ -8,22 +8,26 @@ from datetime import date, datetime
 
 import asyncpg
 
+from oddstore import citus
 from oddstore.history_partitions import partition_name
 from services.retention.naive_utc import aware
 from services.retention.partitions import AttachedPartition, parse_name
 
 logger = logging.getLogger(__name__)
 
-LIST_PARTITIONS = """
-SELECT c.relname, i.inhdetachpending, pg_total_relation_size(c.oid)
+_LIST_PARTITIONS = """
+SELECT c.relname, i.inhdetachpending, {size}(c.oid)
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'market_odds_history'::regclass
 ORDER BY c.relname
 """
+LIST_PARTITIONS = _LIST_PARTITIONS.format(size="pg_total_relation_size")
+# On Citus a partition's rows are in its shards on the workers; the coordinator's table is an empty shell.
+LIST_PARTITIONS_CITUS = _LIST_PARTITIONS.format(size="citus_total_relation_size")
 
 
 async def list_partitions(conn: asyncpg.Connection) -> list[AttachedPartition]:
-    rows = await conn.fetch(LIST_PARTITIONS)
+    rows = await conn.fetch(LIST_PARTITIONS_CITUS if await citus.installed(conn) else LIST_PARTITIONS)
     return [AttachedPartition(r[0], parse_name(r[0]), r[2], r[1]) for r in rows]
 
 
@@ -43,8 +47,14 @@ async def detach_and_drop(
     with, and must run outside a transaction block: `conn` is used in autocommit. An interrupted one leaves
     the partition "detach pending", which only DETACH ... FINALIZE completes. The lock timeout bounds how long
     the queued lock request can make other sessions wait behind it.
+
+    Citus does not support DETACH ... CONCURRENTLY on a distributed table: there the partition is dropped
+    directly (as Citus's drop_old_time_partitions() does), which drops its shards on every worker; its ACCESS
+    EXCLUSIVE lock on the parent is bounded by the same lock timeout and retries.
     """
     name = partition_name(day)
+    if await citus.installed(conn):
+        return await _drop_on_citus(conn, name, lock_timeout, retries)
     await conn.execute(f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'")
     try:
         for attempt in range(retries):
@@ -63,6 +73,21 @@ async def detach_and_drop(
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
             except asyncpg.exceptions.UndefinedTableError:
                 return True  # dropped by another process between listing and dropping
+        return False
+    finally:
+        await conn.execute("RESET lock_timeout")
+
+
+async def _drop_on_citus(conn: asyncpg.Connection, name: str, lock_timeout: float, retries: int) -> bool:
+    await conn.execute(f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'")
+    try:
+        for attempt in range(retries):
+            try:
+                await conn.execute(f"DROP TABLE IF EXISTS {name}")
+                return True
+            except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError) as exc:
+                logger.warning("partition %s: lock busy (%s), retry %d of %d", name, exc, attempt + 1, retries)
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         return False
     finally:
         await conn.execute("RESET lock_timeout")

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+from oddstore import citus
 from services.retention.naive_utc import aware, naive
 from services.retention.storage import Alert, NewAlert, Sample, TableSize
 
@@ -15,12 +16,11 @@ from services.retention.storage import Alert, NewAlert, Sample, TableSize
 # Rows are the live-tuple counter of the statistics system (pg_stat_user_tables.n_live_tup, as the old system
 # showed): kept up to date by every committed insert and delete, whereas the planner's reltuples stays -1 until
 # a table is analysed, which with autovacuum off is never. Exact counts would scan the history partitions.
-TABLE_SIZES = """
+_TABLE_SIZES = """
 WITH rels AS (
-    SELECT c.relname, c.relkind, pg_total_relation_size(c.oid) AS size,
-           pg_stat_get_live_tuples(c.oid) AS live, p.relname AS parent
+    SELECT c.relname, c.relkind, {size} AS size, {live} AS live, p.relname AS parent
     FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_namespace n ON n.oid = c.relnamespace{join}
     LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
     LEFT JOIN pg_class p ON p.oid = i.inhparent
     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
@@ -36,12 +36,30 @@ SELECT relname, NULL::text AS parent, size, live, pg_size_pretty(size) FROM tops
 UNION ALL
 SELECT relname, parent, size, live, pg_size_pretty(size) FROM rels WHERE parent IS NOT NULL
 """
+TABLE_SIZES = _TABLE_SIZES.format(size="pg_total_relation_size(c.oid)", live="pg_stat_get_live_tuples(c.oid)", join="")
+# On Citus the coordinator holds empty shells of the distributed and reference tables: their size is the sum over
+# their shards on every node (citus_total_relation_size), their rows the statistics of each shard where it lives.
+TABLE_SIZES_CITUS = _TABLE_SIZES.format(
+    size="CASE WHEN d.logicalrelid IS NULL THEN pg_total_relation_size(c.oid)"
+    " ELSE citus_total_relation_size(c.oid) END",
+    live="CASE WHEN d.logicalrelid IS NULL OR c.relkind = 'p' THEN pg_stat_get_live_tuples(c.oid)"
+    " ELSE (SELECT coalesce(sum(result::bigint), 0) FROM run_command_on_shards("
+    "c.oid, $$SELECT pg_stat_get_live_tuples('%s'::regclass)$$)) END",
+    join="\n    LEFT JOIN pg_dist_partition d ON d.logicalrelid = c.oid",
+)
 DATABASE_SIZE = "SELECT pg_database_size(current_database()), pg_size_pretty(pg_database_size(current_database()))"
+# Every node's copy of the database: the coordinator's and each worker's (shards and reference replicas).
+DATABASE_SIZE_CITUS = """
+SELECT s, pg_size_pretty(s) FROM (
+    SELECT sum(result::bigint)::bigint AS s
+    FROM run_command_on_all_nodes('SELECT pg_database_size(current_database())')
+) t
+"""
 
 
 async def table_sizes(conn: asyncpg.Connection | asyncpg.Pool) -> list[TableSize]:
     """Top-level tables, largest first, each with its partitions (largest first)."""
-    rows = await conn.fetch(TABLE_SIZES)
+    rows = await conn.fetch(TABLE_SIZES_CITUS if await citus.installed(conn) else TABLE_SIZES)
     children: dict[str, list[TableSize]] = {}
     for r in rows:
         if r["parent"] is not None:
@@ -61,7 +79,7 @@ async def table_sizes(conn: asyncpg.Connection | asyncpg.Pool) -> list[TableSize
 
 
 async def database_size(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, str]:
-    row = await conn.fetchrow(DATABASE_SIZE)
+    row = await conn.fetchrow(DATABASE_SIZE_CITUS if await citus.installed(conn) else DATABASE_SIZE)
     return int(row[0]), str(row[1])
 
 

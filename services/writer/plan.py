@@ -144,6 +144,10 @@ class MetadataPlan:
     created: dict[int, EventRow]  # events only competitors sent so far: created if missing
     links: dict[Pair, str]  # (event, bookmaker) → the bookmaker's own event id, where it changed
 
+    @property
+    def empty(self) -> bool:
+        return not (self.home or self.created or self.links)
+
 
 def plan(
     snapshots: Sequence[Observed],

@@ -30,6 +30,11 @@ FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS v(event_id, bookmake
 WHERE s.event_id = v.event_id AND s.bookmaker_slug = v.bookmaker_slug
 """
 
+# Citus only: one connection per worker for the whole transaction. The metadata tables are reference tables
+# with foreign keys between them, and Citus refuses to modify those after a parallel multi-shard statement in
+# the same transaction; the odds statements before them (claiming pairs, upserts, COPY) are multi-shard.
+SEQUENTIAL_SHARDS = "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
+
 LOAD_PAIRS = """
 SELECT c.event_id, c.bookmaker_slug, c.market_id, c.line, c.outcomes, c.unavailable_at IS NULL
 FROM market_odds_current c
@@ -144,7 +149,8 @@ ON CONFLICT (id) DO UPDATE SET
     home_team = EXCLUDED.home_team,
     away_team = EXCLUDED.away_team,
     kickoff = EXCLUDED.kickoff,
-    updated_at = now()
+    -- EXCLUDED's now(), the same transaction time: Citus refuses non-immutable functions in DO UPDATE SET.
+    updated_at = EXCLUDED.updated_at
 WHERE (e.sportradar_id, e.tournament_id, e.name, e.home_team, e.away_team, e.kickoff)
       IS DISTINCT FROM (EXCLUDED.sportradar_id, EXCLUDED.tournament_id, EXCLUDED.name,
                         EXCLUDED.home_team, EXCLUDED.away_team, EXCLUDED.kickoff)

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from oddstore import citus
 from oddstore.db import CONTENT_ERRORS
 from oddstore.history_partitions import ensure_partition
 from services.writer import metrics
@@ -63,6 +64,7 @@ class Writer:
         self._created: set[int] = set()  # events known to exist (created from a competitor's snapshot)
         self._links: dict[Pair, str] = {}
         self._partitions: set[date] = set()
+        self._citus: bool | None = None  # whether the database is Citus; asked on the first batch
         # Batches are applied one at a time: the in-memory state must advance in commit order.
         self._lock = asyncio.Lock()
 
@@ -129,7 +131,11 @@ class Writer:
     async def _commit_retrying(self, snapshots: Sequence[Observed], order: list[int]) -> dict[int, Result]:
         try:
             return await self._commit(snapshots, order)
-        except asyncpg.exceptions.CheckViolationError:
+        except (asyncpg.exceptions.CheckViolationError, asyncpg.exceptions.InternalServerError) as exc:
+            # Citus reports the worker's "no partition of relation ... found for row" (a check violation on
+            # one server) as an internal error: told apart by its message there.
+            if isinstance(exc, asyncpg.exceptions.InternalServerError) and "no partition of relation" not in str(exc):
+                raise
             # No partition for a row: one this process created may have been dropped by retention
             # since. Forget what is known and commit once more (nothing of the failed attempt was
             # committed); a second violation is the content's.
@@ -143,7 +149,20 @@ class Writer:
             self._partitions.add(day)
 
         pairs = sorted({snapshots[i].pair for i in order})
+        if self._citus is None:
+            self._citus = await citus.installed(self._pool)
+        # Metadata is planned below from the applied snapshots, a subset of these: if these need none, neither
+        # do they. So on Citus only the batches that may write metadata (new or changed events) give up the
+        # parallel multi-shard execution; steady scraping of known events keeps it.
+        sequential = (
+            self._citus
+            and not plan_metadata(
+                [snapshots[i] for i in order], self._home, self._events, self._created, self._links
+            ).empty
+        )
         async with self._pool.acquire() as conn, conn.transaction():
+            if sequential:
+                await conn.execute(repo.SEQUENTIAL_SHARDS)
             claimed = await repo.claim_pairs(conn, pairs)
             stored = await self._stored_states(conn, pairs, claimed)
             rejected = await self._check_events(conn, [snapshots[i] for i in order])

@@ -179,7 +179,11 @@ async def test_expired_partitions_are_dropped_whole_and_nothing_newer(pool: asyn
     )
 
 
-async def test_an_interrupted_concurrent_detach_is_finalized_and_dropped(pool: asyncpg.Pool, dsn: str) -> None:
+async def test_an_interrupted_concurrent_detach_is_finalized_and_dropped(
+    pool: asyncpg.Pool, dsn: str, on_citus: bool
+) -> None:
+    if on_citus:
+        pytest.skip("NOT RUN ON CITUS: Citus has no DETACH PARTITION CONCURRENTLY; retention drops partitions there")
     noon = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC) + timedelta(hours=12)
     old = (noon - timedelta(days=30)).date()
     await write_history(pool, [noon - timedelta(days=30)], kickoff=noon + timedelta(days=2))

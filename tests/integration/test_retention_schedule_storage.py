@@ -4,7 +4,7 @@ storage samples and alerts."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -15,6 +15,7 @@ from services.retention.config import RetentionSettings
 from services.retention.retention import AlertNotFound, Retention
 from services.retention.stored_settings import InvalidSetting, SettingsUpdate
 from tests.integration.test_retention_lifecycle import FakeClock
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -160,11 +161,21 @@ async def test_row_counts_are_live_figures_on_tables_never_analysed_summed_over_
     )
     assert never_analysed
 
-    by_name = {t.table_name: t for t in (await retention.storage_sizes()).tables}
-    partitions = {p.table_name: p.row_count for p in by_name["market_odds_history"].partitions}
-    assert partitions == {today: 4, tomorrow: 3, "market_odds_history_p20310803": 0}
-    assert by_name["market_odds_history"].row_count == 7
-    assert by_name["latest_snapshots"].row_count == 4
+    expected = ({today: 4, tomorrow: 3, "market_odds_history_p20310803": 0}, 7, 4)
+
+    async def counts() -> tuple[dict[str, int], int, int]:
+        by_name = {t.table_name: t for t in (await retention.storage_sizes()).tables}
+        partitions = {p.table_name: p.row_count for p in by_name["market_odds_history"].partitions}
+        return partitions, by_name["market_odds_history"].row_count, by_name["latest_snapshots"].row_count
+
+    # On Citus the rows were written by the coordinator's connections to the workers, whose statistics are
+    # flushed when those sessions next go idle: waited for, where one server has them at once.
+    await eventually(lambda: _equals(counts(), expected), "live row counts of every shard")
+    assert await counts() == expected
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def test_one_sample_per_utc_day_growth_and_size_alerts_and_resolve(pool: asyncpg.Pool) -> None:
