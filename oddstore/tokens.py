@@ -10,14 +10,13 @@ against guessing, and ingest checks one on every call (argon2's ~50 ms each woul
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 import secrets
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from oddstore import entry_files
 
 # A prefix makes a leaked token recognisable to secret scanners and people alike.
 TOKEN_PREFIX = "odt_"
@@ -48,19 +47,9 @@ def token_hash(token: str) -> str:
 
 def parse(text: str, source: str = "tokens file") -> dict[str, Grant]:
     """The grants by token hash; raises TokenFileError naming the entry at fault."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TokenFileError(f"{source}: not JSON: {exc}") from None
-    entries = data.get("tokens") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise TokenFileError(f'{source}: expected {{"tokens": [...]}}')
     grants: dict[str, Grant] = {}
     names: set[str] = set()
-    for i, entry in enumerate(entries):
-        where = f"{source}: tokens[{i}]"
-        if not isinstance(entry, dict):
-            raise TokenFileError(f"{where}: expected an object")
+    for where, entry in entry_files.entries(text, source, "tokens", TokenFileError):
         name, digest, bookmakers = entry.get("name"), entry.get("sha256"), entry.get("bookmakers")
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise TokenFileError(f"{where}.name: expected up to 64 letters, digits, '_', '.', '-'")
@@ -79,11 +68,7 @@ def parse(text: str, source: str = "tokens file") -> dict[str, Grant]:
 
 
 def load(path: Path) -> dict[str, Grant]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise TokenFileError(f"{path}: {exc.strerror}") from None
-    return parse(text, str(path))
+    return parse(entry_files.read(path, TokenFileError), str(path))
 
 
 def parse_bookmakers(text: str) -> list[str]:
@@ -102,16 +87,7 @@ def add(path: Path, name: str, bookmakers: Iterable[str]) -> str:
     exists outside the caller's hands. The file is rewritten atomically and readable by its owner only."""
     if not NAME.fullmatch(name):
         raise ValueError(f"token name {name!r}: up to 64 letters, digits, '_', '.', '-'")
-    entries: list[Mapping[str, object]] = []
-    if path.exists():
-        load(path)  # refuse to rewrite a file we cannot read as a tokens file
-        entries = [e for e in json.loads(path.read_text())["tokens"] if e["name"] != name]
     token = new_token()
-    entries.append({"name": name, "sha256": token_hash(token), "bookmakers": sorted(set(bookmakers))})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600
-    with os.fdopen(fd, "w") as f:
-        json.dump({"tokens": entries}, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    entry = {"name": name, "sha256": token_hash(token), "bookmakers": sorted(set(bookmakers))}
+    entry_files.put(path, "tokens", entry, load)
     return token

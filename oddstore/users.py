@@ -7,16 +7,15 @@ the file leaks. The gateway verifies a password once and then remembers the head
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from oddstore import entry_files
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # no ':' (Basic's separator); safe in logs
 _hasher = PasswordHasher()
@@ -47,18 +46,8 @@ class User:
 
 
 def parse(text: str, source: str = "users file") -> dict[str, User]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsersFileError(f"{source}: not JSON: {exc}") from None
-    entries = data.get("users") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise UsersFileError(f'{source}: expected {{"users": [...]}}')
     users: dict[str, User] = {}
-    for i, entry in enumerate(entries):
-        where = f"{source}: users[{i}]"
-        if not isinstance(entry, dict):
-            raise UsersFileError(f"{where}: expected an object")
+    for where, entry in entry_files.entries(text, source, "users", UsersFileError):
         name, role, digest = entry.get("name"), entry.get("role"), entry.get("argon2")
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise UsersFileError(f"{where}.name: expected up to 64 letters, digits, '_', '.', '@', '-'")
@@ -73,11 +62,7 @@ def parse(text: str, source: str = "users file") -> dict[str, User]:
 
 
 def load(path: Path) -> dict[str, User]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsersFileError(f"{path}: {exc.strerror}") from None
-    return parse(text, str(path))
+    return parse(entry_files.read(path, UsersFileError), str(path))
 
 
 def add(path: Path, name: str, role: Role, password: str) -> None:
@@ -86,14 +71,4 @@ def add(path: Path, name: str, role: Role, password: str) -> None:
         raise ValueError(f"user name {name!r}: up to 64 letters, digits, '_', '.', '@', '-'")
     if not password:
         raise ValueError("empty password")
-    entries: list[dict[str, object]] = []
-    if path.exists():
-        load(path)  # refuse to rewrite a file we cannot read as a users file
-        entries = [e for e in json.loads(path.read_text())["users"] if e["name"] != name]
-    entries.append({"name": name, "role": role.name, "argon2": _hasher.hash(password)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600
-    with os.fdopen(fd, "w") as f:
-        json.dump({"users": entries}, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    entry_files.put(path, "users", {"name": name, "role": role.name, "argon2": _hasher.hash(password)}, load)
