@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench import workload
 from bench.databases import Server
 from bench.read import wait_http
+from bench.results import configure_logging
 from bench.services import ServiceProcess, free_port, wait_serving
 from bench.write import cpu_model, memory_gib, run_and_report, server_dsn
 from oddstore import migrate
@@ -322,9 +323,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
     results = Results()

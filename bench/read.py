@@ -35,6 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench import read_data, read_measure
 from bench.databases import Server
 from bench.read_measure import Floor, Freshness, Gateway, QueryDirect, Timing
+from bench.results import configure_logging
 from bench.services import ServiceProcess, free_port, scrape_gauge, wait_serving
 from bench.write import cpu_model, memory_gib, run_and_report, server_dsn
 from oddstore import migrate
@@ -476,9 +477,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
     results = Results()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
+import sys
 from dataclasses import dataclass, field
 
 
@@ -70,3 +72,10 @@ class ContenderResult:
     def sustained_rows(self) -> float | None:
         rows = [c.rows for c in self.sustained]
         return statistics.median(rows) if rows else None
+
+
+def configure_logging() -> None:
+    """Progress on stderr (the table goes to stdout); the libraries' per-request and per-revision lines muted."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

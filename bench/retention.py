@@ -34,6 +34,7 @@ import asyncpg
 
 from bench import retention_data
 from bench.databases import Server
+from bench.results import configure_logging
 from bench.retention_measure import Window, overlapping, percentile, wal_lsn
 from bench.retention_writer import ConcurrentWriter, Feed
 from bench.write import cpu_model, memory_gib, run_and_report, server_dsn
@@ -488,8 +489,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
     results = Results()

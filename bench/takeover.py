@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.databases import Server
+from bench.results import configure_logging
 from bench.write import run_and_report, server_dsn
 from oddstore import migrate, pawarisk_conversion
 
@@ -269,8 +270,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
     results = Results()

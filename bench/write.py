@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import floor, legacy, ours
 from bench.databases import Server
-from bench.results import ContenderResult, Storage
+from bench.results import ContenderResult, Storage, configure_logging
 from bench.workload import CYCLE_INTERVAL, Workload, generate
 from oddstore import migrate
 from oddstore.embedded_pg import EmbeddedPostgres
@@ -427,8 +427,7 @@ def run_and_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
     began = time.perf_counter()
