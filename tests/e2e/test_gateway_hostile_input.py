@@ -17,12 +17,9 @@ from hypothesis import strategies as st
 from services.gateway.app import create_app
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
-from services.query import bootstrap as query_bootstrap
-from services.query.config import QuerySettings
-from services.retention import bootstrap as retention_bootstrap
-from services.retention.config import RetentionSettings
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, now, snapshot, write
+from tests.gateway_stack import gateway_over_services
 
 HOSTILE = st.one_of(
     st.text(st.characters(codec="utf-8"), max_size=40),
@@ -73,26 +70,8 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     e = new_event_id()
     await write(Writer(pool), [snapshot(e, now(), [market()])])
     await pool.close()
-    query = await query_bootstrap.start(
-        QuerySettings(database_url=migrated_dsn, listen="127.0.0.1:0", database_wait_seconds=5)
-    )
-    retention = await retention_bootstrap.start(
-        RetentionSettings(database_url=migrated_dsn, listen="127.0.0.1:0", tick_seconds=3600, database_wait_seconds=5)
-    )
-    query_client = QueryClient(f"127.0.0.1:{query.server.port}", deadline_seconds=30)
-    retention_client = RetentionClient(f"127.0.0.1:{retention.server.port}", deadline_seconds=30)
-    await query_client.open()
-    await retention_client.open()
-    # httpx's ASGI transport runs no lifespan: the clients are opened here instead.
-    app = create_app(query_client, retention_client)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
-            yield Stack(api, e)
-    finally:
-        await query_client.close()
-        await retention_client.close()
-        await query.stop(1)
-        await retention.stop(1)
+    async with gateway_over_services(migrated_dsn) as api:
+        yield Stack(api, e)
 
 
 def named(response: httpx.Response, where: str, name: str) -> bool:

@@ -14,19 +14,13 @@ import httpx
 import pytest
 
 from oddstore import codec, migrate
-from services.gateway.app import create_app
-from services.gateway.query_client import QueryClient
-from services.gateway.retention_client import RetentionClient
-from services.query import bootstrap as query_bootstrap
-from services.query.config import QuerySettings
-from services.retention import bootstrap as retention_bootstrap
-from services.retention.config import RetentionSettings
 from services.writer import bootstrap as writer_bootstrap
 from services.writer.config import WriterSettings
 from services.writer.plan import Status
 from services.writer.writer import Writer
 from tests import pawarisk
 from tests.factories import market, snapshot, write
+from tests.gateway_stack import gateway_over_services
 from tests.pawarisk import MarketKey, State, changes, legacy_observations, shown_before_upgrade
 from tests.polling import eventually
 
@@ -97,33 +91,12 @@ async def taken(old_database: str) -> AsyncIterator[Taken]:
     migrate.upgrade(old_database)
 
     writer = await writer_bootstrap.start(WriterSettings(database_url=old_database, listen="127.0.0.1:0"))
-    query = await query_bootstrap.start(
-        QuerySettings(
-            database_url=old_database,
-            listen="127.0.0.1:0",
-            database_wait_seconds=5,
-            writers=f"127.0.0.1:{writer.server.port}",
-        ),
-        clock=lambda: now,
-    )
-    retention = await retention_bootstrap.start(
-        RetentionSettings(database_url=old_database, listen="127.0.0.1:0", tick_seconds=3600, database_wait_seconds=5),
-        lambda: now,
-    )
-    query_client = QueryClient(f"127.0.0.1:{query.server.port}", deadline_seconds=30)
-    retention_client = RetentionClient(f"127.0.0.1:{retention.server.port}", deadline_seconds=30)
-    await query_client.open()
-    await retention_client.open()
-    # httpx's ASGI transport runs no lifespan: the clients are opened here instead.
-    app = create_app(query_client, retention_client)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
+        async with gateway_over_services(
+            old_database, clock=lambda: now, writers=f"127.0.0.1:{writer.server.port}"
+        ) as api:
             yield Taken(api, old_database, now, observed, shown, v29_history, kickoffs, writer.writer)
     finally:
-        await query_client.close()
-        await retention_client.close()
-        await query.stop(1)
-        await retention.stop(1)
         await writer.stop(1)
 
 
