@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oddstore import entry_files
+from oddstore.platforms import BOOKMAKER_SLUG
 
 # A prefix makes a leaked token recognisable to secret scanners and people alike.
 TOKEN_PREFIX = "odt_"
 # Names go into logs and metric labels: short and plain.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-BOOKMAKER = re.compile(r"[a-z][a-z0-9_]{1,31}")  # ingest's bookmaker slug
 
 
 class TokenFileError(ValueError):
@@ -60,7 +60,7 @@ def parse(text: str, source: str = "tokens file") -> dict[str, Grant]:
         if not isinstance(bookmakers, list) or not bookmakers:
             raise TokenFileError(f"{where}.bookmakers: expected a non-empty list")
         for b in bookmakers:
-            if not isinstance(b, str) or not BOOKMAKER.fullmatch(b):
+            if not isinstance(b, str) or not BOOKMAKER_SLUG.fullmatch(b):
                 raise TokenFileError(f"{where}.bookmakers: {b!r} is not a bookmaker slug")
         names.add(name)
         grants[digest] = Grant(name, frozenset(bookmakers))
@@ -75,7 +75,7 @@ def parse_bookmakers(text: str) -> list[str]:
     """ "betpawa,sportybet" → the slugs; raises ValueError naming a bad one."""
     slugs = [b.strip() for b in text.split(",") if b.strip()]
     for b in slugs:
-        if not BOOKMAKER.fullmatch(b):
+        if not BOOKMAKER_SLUG.fullmatch(b):
             raise ValueError(f"{b!r} is not a bookmaker slug (lowercase letters, digits, _)")
     if not slugs:
         raise ValueError("at least one bookmaker")

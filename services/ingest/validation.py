@@ -9,16 +9,15 @@ messages unchanged to the writers.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from oddstore.codec import MAX_NAME_BYTES, MAX_ODDS
+from oddstore.platforms import BOOKMAKER_SLUG
 from oddstore.text import unstorable
 
-SLUG = re.compile(r"[a-z][a-z0-9_]{1,31}")
 MAX_EVENT_ID = 2**31 - 1  # events.id of the schema we inherit is a 4-byte integer
 
 
@@ -156,7 +155,7 @@ def validate_market(m: MarketIn, limits: Limits) -> None:
 
 def validate(s: SnapshotIn, now: datetime, limits: Limits) -> None:
     """Raises Invalid naming the first offending field of the snapshot."""
-    if not SLUG.fullmatch(s.bookmaker):
+    if not BOOKMAKER_SLUG.fullmatch(s.bookmaker):
         raise Invalid(f"bookmaker: {s.bookmaker!r} is not a slug (lowercase letters, digits, _)")
     e = s.event
     if not 1 <= e.id <= MAX_EVENT_ID:
