@@ -25,8 +25,8 @@ fi
 if ! command -v dockerd >/dev/null 2>&1; then
     log "installing docker.io from Debian"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends docker.io iptables ca-certificates >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends docker.io iptables ca-certificates >/dev/null
 fi
 
 if ! compose_ok; then

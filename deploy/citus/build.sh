@@ -24,8 +24,8 @@ export DEBIAN_FRONTEND=noninteractive
 deps=(gcc make postgresql-server-dev-15 libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev
       libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev)
 if ! dpkg -s "${deps[@]}" >/dev/null 2>&1; then
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${deps[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${deps[@]}" >/dev/null
 fi
 
 echo "== unpack $TARBALL into $BUILD_DIR"

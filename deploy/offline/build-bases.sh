@@ -20,7 +20,7 @@ REDIS_IMAGE=${REDIS_IMAGE:-redis:7}
 log() { echo "build-bases: $*" >&2; }
 have() { [ "$FORCE" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
 
-command -v debootstrap >/dev/null || { log "installing debootstrap"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+command -v debootstrap >/dev/null || { log "installing debootstrap"; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap >/dev/null; }
 mkdir -p "$WORK"
 
 # Shrink a root file system the way the official slim images do: no docs, man pages, locales or apt lists.
