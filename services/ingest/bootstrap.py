@@ -64,6 +64,8 @@ async def start(settings: IngestSettings) -> IngestApp:
         lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s),
         [SERVICE_NAME],
         tls_files=settings.tls,
+        allowed_clients=settings.allowed_clients,
+        allowed_clients_variable="INGEST_ALLOWED_CLIENTS",
         max_message_bytes=settings.max_message_bytes,
     )
     await server.start()
