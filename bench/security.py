@@ -149,7 +149,12 @@ class Stack:
         tokens_file = str(self.credentials.directory / "tokens.json") if self.credentials else ""
         ingest = self._start(
             "ingest",
-            {"INGEST_LISTEN": f"{local}:{self.ingest}", "INGEST_WRITERS": f"{local}:{self.writer}"},
+            {
+                "INGEST_LISTEN": f"{local}:{self.ingest}",
+                "INGEST_WRITERS": f"{local}:{self.writer}",
+                # A first cycle (every market new) on a shared machine may take the writer longer than the default.
+                "INGEST_WRITER_TIMEOUT_SECONDS": str(CALL_TIMEOUT),
+            },
             {"INGEST_AUTH_TOKENS_FILE": tokens_file},
         )
         query = self._start(
