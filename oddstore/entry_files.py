@@ -56,9 +56,10 @@ def put(path: Path, key: str, entry: Mapping[str, object], check: Callable[[Path
 
 class Watched(Generic[T]):
     """A file's parsed content, read again when the file has changed (its modification time, size or inode, checked
-    by one stat on each use: ~1 µs, nothing beside a call), so a token or user added with `oddstore token|user` is
-    in force from the next call, with no restart. The first read raises (a bad file stops the start); a changed file
-    that cannot be read keeps what was in force, logged once per change: a typo must not lock every client out."""
+    by one stat on each use: 17 µs measured on the shared 2-vCPU machine, against ~1 ms for the call), so a token or
+    user added with `oddstore token|user` is in force from the next call, with no restart. The first read raises (a
+    bad file stops the start); a changed file that cannot be read keeps what was in force, logged once per change:
+    a typo must not lock every client out."""
 
     def __init__(self, path: Path, load: Callable[[Path], T]) -> None:
         self.path = path
