@@ -12,6 +12,7 @@ import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pydantic import ValidationError
 
 from oddstore import tls
@@ -128,6 +129,22 @@ async def test_the_writers_change_feed_streams_to_the_query_service_and_not_to_t
     assert await status(writer.server.port, certs, "query", changes) == (grpc.StatusCode.OK, "")
     code, details = await status(writer.server.port, certs, "simulator", changes)
     assert code == grpc.StatusCode.PERMISSION_DENIED and "'simulator'" in details
+
+
+async def list_services(channel: grpc.aio.Channel) -> None:
+    stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(timeout=TIMEOUT_SECONDS)
+    await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    reply = await stream.read()
+    assert reply is not grpc.aio.EOF and reply.list_services_response.service
+    await stream.done_writing()
+
+
+async def test_reflection_a_bidirectional_stream_is_checked_as_every_other_method(
+    writer: writer_bootstrap.WriterApp, certs: Path
+) -> None:
+    assert await status(writer.server.port, certs, "ingest", list_services) == (grpc.StatusCode.OK, "")
+    code, details = await status(writer.server.port, certs, "retention", list_services)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "'retention'" in details
 
 
 async def test_the_health_probe_answers_any_certificate_of_the_ca(
