@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/oddstore/v1/*.proto)
 GEN_STAMP := oddstore/v1/.generated
 
-.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover bench-feed clean
+.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover bench-feed bench-security clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -55,6 +55,10 @@ bench-takeover: setup
 
 bench-feed: setup
 	$(PY) -m bench.feed $(BENCH_ARGS)
+
+# The cost of TLS, mTLS and authentication: the same writes and reads, plain and secured, in one run.
+bench-security: setup
+	$(PY) -m bench.security $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data oddstore/v1/*_pb2*.py* $(GEN_STAMP)

@@ -18,6 +18,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from oddstore import tls
+
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -92,10 +94,12 @@ class ServiceProcess:
         logger.info("%s stopped (exit code %s)", self.name, self.process.returncode)
 
 
-async def wait_serving(service: ServiceProcess, port: int, within: float = 90.0) -> None:
-    """Polls the standard gRPC health service until the server reports SERVING."""
+async def wait_serving(
+    service: ServiceProcess, port: int, within: float = 90.0, files: tls.TlsFiles = tls.PLAINTEXT
+) -> None:
+    """Polls the standard gRPC health service until the server reports SERVING (over TLS with `files`)."""
     deadline = time.monotonic() + within
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with tls.channel(f"127.0.0.1:{port}", files) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             service.check_alive()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, FilePath, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, FilePath, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from oddstore import callers
 from oddstore.tls import TlsFiles
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oddstore"
+
+
+# A service's <PREFIX>_ALLOWED_CLIENTS: "ingest,query", or "*" for any certificate of the CA (oddstore.callers).
+AllowedClients = Annotated[frozenset[str] | None, NoDecode, BeforeValidator(callers.parse)]
 
 
 class TlsSettings(BaseSettings):

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from oddstore import metrics, tls
+from oddstore import callers, metrics, tls
 from oddstore.text import unstorable
 
 logger = logging.getLogger(__name__)
@@ -118,10 +118,14 @@ def create_server(
     max_message_bytes: int = 64 * 1024 * 1024,
     check_text: bool = False,
     tls_files: tls.TlsFiles = tls.PLAINTEXT,
+    allowed_clients: frozenset[str] | None = None,
+    allowed_clients_variable: str = "allowed clients",
 ) -> Server:
     """Binds `address` (use port 0 in tests) and returns the server with its bound port. With
     `check_text`, requests carrying text PostgreSQL cannot store are refused before the servicer
-    (not for the write path, which rejects per snapshot). `tls_files`: TLS, and mutual TLS with a CA."""
+    (not for the write path, which rejects per snapshot). `tls_files`: TLS, and mutual TLS with a CA; under
+    mutual TLS, `allowed_clients` are the only client certificates served (oddstore.callers; None: any of the CA),
+    configured by the environment variable named `allowed_clients_variable`."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -131,7 +135,12 @@ def create_server(
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    server = grpc.aio.server(interceptors=[_UnaryInterceptor(check_text)], options=options)
+    interceptors: list[grpc.aio.ServerInterceptor] = [_UnaryInterceptor(check_text)]
+    if tls_files.ca is not None and allowed_clients is not None:
+        # After the metrics' interceptor, so refused calls are counted (PERMISSION_DENIED) like any other.
+        interceptors.append(callers.Authorize(allowed_clients, allowed_clients_variable))
+        logger.info("mutual TLS: served to client certificates named %s", ", ".join(sorted(allowed_clients)))
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -51,7 +51,7 @@ def create_app(
     *,
     live: LiveOdds | None = None,
     ws_idle_seconds: float = 90.0,
-    users: Mapping[str, User] | None = None,
+    users: Mapping[str, User] | Callable[[], Mapping[str, User]] | None = None,
     limits: Limits | None = None,
     limits_clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -53,29 +53,35 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 class Verifier:
     """Checks Basic credentials. argon2 costs ~50 ms of CPU by design, and the UI sends the header with every
     request: a header that passed is remembered (by its SHA-256, in memory only) so the hash runs once per user and
-    password. The users file is read once at start, so nothing remembered can go stale."""
+    password. `users` is asked on every request (entry_files.Watched reads the file again when it changes): when it
+    answers other users, all that was remembered is forgotten, so a removed user or changed password is refused."""
 
-    def __init__(self, users: Mapping[str, User]) -> None:
-        self._users = dict(users)
+    def __init__(self, users: Mapping[str, User] | Callable[[], Mapping[str, User]]) -> None:
+        self._source: Callable[[], Mapping[str, User]] = users if callable(users) else (lambda: users)
+        self._users = self._source()
         self._passed: dict[bytes, User] = {}
 
     async def user(self, header: str | None) -> User | None:
+        users = self._source()
+        if users is not self._users:
+            self._users, self._passed = users, {}
+        passed = self._passed  # a password checked against users since replaced is remembered in no current table
         if not header:
             return None
         key = hashlib.sha256(header.encode()).digest()
-        known = self._passed.get(key)
+        known = passed.get(key)
         if known is not None:
             return known
         credentials = basic_credentials(header)
         if credentials is None:
             return None
-        user = self._users.get(credentials[0])
+        user = users.get(credentials[0])
         # In a thread: a verification must not stall every other request of the event loop.
         if user is None or not await asyncio.to_thread(user.verify, credentials[1]):
             return None
-        if len(self._passed) >= REMEMBERED:
-            self._passed.clear()
-        self._passed[key] = user
+        if len(passed) >= REMEMBERED:
+            passed.clear()
+        passed[key] = user
         return user
 
 

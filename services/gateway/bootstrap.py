@@ -7,7 +7,7 @@ import logging
 
 import uvicorn
 
-from oddstore import users
+from oddstore import entry_files, users
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.limits import Limits
@@ -30,8 +30,9 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
     known = None
     if settings.auth == "basic":
         assert settings.users_file is not None  # GatewaySettings checks it
-        known = users.load(settings.users_file)
-        logger.info("gateway users from %s: %d", settings.users_file, len(known))
+        # Read again when the file changes: a user added or removed is in force from the next request.
+        known = entry_files.Watched(settings.users_file, users.load)
+        logger.info("gateway users from %s: %d", settings.users_file, len(known()))
     else:
         logger.warning("GATEWAY_AUTH=none: no authentication, anyone who reaches %s may change data", settings.host)
     config = uvicorn.Config(

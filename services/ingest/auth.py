@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from oddstore.tokens import Grant, token_hash
@@ -56,10 +56,13 @@ def bearer(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
 
 
 class Authenticator:
-    """With grants (the tokens file), a call must carry a known token; without, only loopback clients may call."""
+    """With grants (the tokens file), a call must carry a known token; without, only loopback clients may call.
+    `grants` is asked on every call (oddstore.entry_files.Watched reads the file again when it changes)."""
 
-    def __init__(self, grants: Mapping[str, Grant] | None) -> None:
-        self._grants = grants
+    def __init__(self, grants: Mapping[str, Grant] | Callable[[], Mapping[str, Grant]] | None) -> None:
+        self._grants: Callable[[], Mapping[str, Grant]] | None = (
+            None if grants is None else grants if callable(grants) else (lambda: grants)
+        )
 
     @property
     def enforcing(self) -> bool:
@@ -78,7 +81,7 @@ class Authenticator:
         if token is None:
             raise Refused("missing", "no bearer token: send metadata 'authorization: Bearer <token>'")
         # A dict lookup by hash: its timing depends on the hash, which tells nothing about the token.
-        grant = self._grants.get(token_hash(token))
+        grant = self._grants().get(token_hash(token))
         if grant is None:
             raise Refused("unknown", "unknown token")
         return Caller(grant.name, grant.bookmakers)

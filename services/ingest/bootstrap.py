@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import grpc
 
-from oddstore import metrics, tls, tokens
+from oddstore import entry_files, metrics, tls, tokens
 from oddstore.grpc_server import Server, client_options, create_server, wait_for_signal
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, writer_pb2_grpc
 from services.ingest.auth import Authenticator
@@ -33,12 +33,13 @@ class IngestApp:
 
 
 def authenticator(settings: IngestSettings) -> Authenticator:
-    """Reads the tokens file once; a bad one stops the start with the reason (tokens.TokenFileError)."""
+    """Reads the tokens file, and again whenever it changes; a bad one stops the start with the reason
+    (tokens.TokenFileError), a bad change keeps the tokens in force (entry_files.Watched)."""
     if settings.auth_tokens_file is None:
         logger.warning("INGEST_AUTH_TOKENS_FILE is not set: only loopback clients may write, without a token")
         return Authenticator(None)
-    grants = tokens.load(settings.auth_tokens_file)
-    names = sorted(g.name for g in grants.values())
+    grants = entry_files.Watched(settings.auth_tokens_file, tokens.load)
+    names = sorted(g.name for g in grants().values())
     logger.info("ingest tokens from %s: %s", settings.auth_tokens_file, ", ".join(names) or "none")
     return Authenticator(grants)
 
@@ -64,6 +65,8 @@ async def start(settings: IngestSettings) -> IngestApp:
         lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s),
         [SERVICE_NAME],
         tls_files=settings.tls,
+        allowed_clients=settings.allowed_clients,
+        allowed_clients_variable="INGEST_ALLOWED_CLIENTS",
         max_message_bytes=settings.max_message_bytes,
     )
     await server.start()

@@ -7,13 +7,15 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from oddstore.config import CommonSettings
+from oddstore.config import AllowedClients, CommonSettings
 
 
 class IngestSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", frozen=True, extra="ignore", populate_by_name=True)
 
     listen: str = "127.0.0.1:50051"
+    # Under mutual TLS (oddstore.callers): any certificate of the CA; scrapers are told apart by their tokens.
+    allowed_clients: AllowedClients = None
     metrics_port: int = Field(0, ge=0, le=65535)
     # Comma-separated, ordered: position decides which events a writer owns.
     writers: str = "127.0.0.1:50052"

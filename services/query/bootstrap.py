@@ -102,6 +102,8 @@ async def start(
         lambda s: query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, s),
         [SERVICE_NAME],
         tls_files=settings.tls,
+        allowed_clients=settings.allowed_clients,
+        allowed_clients_variable="QUERY_ALLOWED_CLIENTS",
         check_text=True,
     )
     await server.set_serving(False)

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from oddstore.config import DEFAULT_DATABASE_URL, CommonSettings
+from oddstore.config import DEFAULT_DATABASE_URL, AllowedClients, CommonSettings
 
 
 class QuerySettings(CommonSettings):
@@ -22,6 +22,8 @@ class QuerySettings(CommonSettings):
     redis_timeout_seconds: float = Field(0.1, gt=0)
     redis_backoff_seconds: float = Field(1.0, ge=0, description="Redis is not tried for this long after an error")
     listen: str = "127.0.0.1:50053"
+    # Under mutual TLS (oddstore.callers): the gateway reads; no other service or command calls the query service.
+    allowed_clients: AllowedClients = frozenset({"gateway"})
     metrics_port: int = Field(0, ge=0, le=65535)
     cache_horizon_hours: float = Field(2.0, gt=0, description="events stay cached until this long after kickoff")
     # Ordered, comma-separated: the writers ingest routes to (INGEST_WRITERS); each one's change feed is followed.

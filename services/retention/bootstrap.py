@@ -58,6 +58,8 @@ async def start(settings: RetentionSettings, clock: Clock = utc_now) -> Retentio
         lambda s: retention_pb2_grpc.add_RetentionServiceServicer_to_server(RetentionServicer(retention), s),
         [SERVICE_NAME],
         tls_files=settings.tls,
+        allowed_clients=settings.allowed_clients,
+        allowed_clients_variable="RETENTION_ALLOWED_CLIENTS",
         check_text=True,
     )
     await report_horizon(0)  # unknown until the first check

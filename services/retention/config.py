@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from oddstore.config import DEFAULT_DATABASE_URL, CommonSettings
+from oddstore.config import DEFAULT_DATABASE_URL, AllowedClients, CommonSettings
 
 
 class RetentionSettings(CommonSettings):
@@ -13,6 +13,8 @@ class RetentionSettings(CommonSettings):
 
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     listen: str = "127.0.0.1:50054"
+    # Under mutual TLS (oddstore.callers): the gateway only, where admins are checked and changes audited.
+    allowed_clients: AllowedClients = frozenset({"gateway"})
     metrics_port: int = Field(0, ge=0, le=65535)
     horizon_days: int = Field(7, ge=1, le=90, description="daily history partitions kept ready after today")
     tick_seconds: float = Field(60.0, gt=0, description="how often partitions, schedule and storage are checked")

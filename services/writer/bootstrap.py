@@ -54,6 +54,8 @@ async def start(settings: WriterSettings) -> WriterApp:
         lambda s: writer_pb2_grpc.add_WriterServiceServicer_to_server(WriterServicer(writer), s),
         [SERVICE_NAME],
         tls_files=settings.tls,
+        allowed_clients=settings.allowed_clients,
+        allowed_clients_variable="WRITER_ALLOWED_CLIENTS",
     )
     await server.set_serving(False)
     await server.start()

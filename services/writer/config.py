@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from oddstore.config import DEFAULT_DATABASE_URL, CommonSettings
+from oddstore.config import DEFAULT_DATABASE_URL, AllowedClients, CommonSettings
 
 
 class WriterSettings(CommonSettings):
@@ -13,6 +13,8 @@ class WriterSettings(CommonSettings):
 
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     listen: str = "127.0.0.1:50052"
+    # Under mutual TLS (oddstore.callers): ingest writes, the query services follow the change feed.
+    allowed_clients: AllowedClients = frozenset({"ingest", "query"})
     metrics_port: int = Field(0, ge=0, le=65535)
     home_bookmaker: str = "betpawa"
     warm_days: float = Field(3.0, gt=0, description="pairs written to within this many days are loaded at start")

@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 from oddstore import users
 from oddstore_cli.main import main as cli
 from services.gateway.app import create_app
+from services.gateway.bootstrap import build_server
 from services.gateway.config import GatewaySettings
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
@@ -185,3 +186,38 @@ async def test_every_change_attempted_is_audited_with_who_what_and_the_result_an
         ("vera", "POST /api/cleanup/execute", 403),
     ]
     assert all(e["at"].endswith("Z") and e["client"] == "127.0.0.1" for e in listed.json()["entries"])
+
+
+async def test_the_users_file_is_read_again_when_it_changes_and_a_changed_password_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "users.json"
+    users.add(path, VIEWER[0], users.Role.viewer, VIEWER[1])
+    query, retention = await start_fake_backend(), await start_fake_retention_backend()
+    server = build_server(
+        GatewaySettings(
+            port=0, query_address=query.address, retention_address=retention.address, auth="basic", users_file=path
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started, "the gateway serving")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def status(name: str, password: str) -> int:
+                answer = await client.get("/api/events", headers={"Authorization": _basic(name, password)})
+                return answer.status_code
+
+            assert await status(*VIEWER) == 200  # and remembered, so argon2 is not run again for it
+            assert await status(*ADMIN) == 401
+            users.add(path, ADMIN[0], users.Role.admin, ADMIN[1])  # while the gateway runs
+            assert await status(*ADMIN) == 200
+            users.add(path, VIEWER[0], users.Role.viewer, "a-new-password")
+            assert await status(*VIEWER) == 401
+            assert await status(VIEWER[0], "a-new-password") == 200
+    finally:
+        server.should_exit = True
+        await serving
+        await query.server.stop(0)
+        await retention.server.stop(0)

@@ -131,6 +131,32 @@ async def test_an_allowed_batch_is_written_and_attributed_to_its_token_in_logs_a
     assert not any(issued.both in r.getMessage() for r in caplog.records)
 
 
+async def test_the_tokens_file_is_read_again_when_it_changes_and_a_broken_change_keeps_the_tokens_in_force(
+    ingest: ingest_bootstrap.IngestApp, issued: Tokens, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def status(token: str) -> grpc.StatusCode:
+        batch = [snapshot_to_pb(snapshot(new_event_id(), now(), [market()], bookmaker="sportybet"))]
+        try:
+            response = await _submit(ingest.server.port, batch, token)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        assert [r.status for r in response.results] == [ACCEPTED]
+        return grpc.StatusCode.OK
+
+    late = tokens.add(issued.path, "late-scraper", ["sportybet"])  # while ingest runs
+    assert await status(late) == grpc.StatusCode.OK
+    data = json.loads(issued.path.read_text())
+    data["tokens"] = [t for t in data["tokens"] if t["name"] != "sportybet-scraper"]
+    issued.path.write_text(json.dumps(data))
+    assert await status(issued.sportybet) == grpc.StatusCode.UNAUTHENTICATED
+    with caplog.at_level(logging.ERROR, logger="oddstore.entry_files"):
+        issued.path.write_text('{"tokens": [')
+        assert await status(late) == grpc.StatusCode.OK
+        assert await status(issued.sportybet) == grpc.StatusCode.UNAUTHENTICATED
+    broken = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(broken) == 1 and str(issued.path) in broken[0] and "not JSON" in broken[0]
+
+
 async def test_replay_sends_the_token_from_the_environment_or_the_option(
     ingest: ingest_bootstrap.IngestApp, issued: Tokens, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,7 +62,8 @@ async def test_tokens_passwords_and_keys_appear_in_no_log_and_no_metric(
     migrated_dsn: str, tmp_path: Path, logged: io.StringIO
 ) -> None:
     ca = trustme.CA()
-    issued = ca.issue_cert("127.0.0.1")
+    # One certificate for every service, with each caller's name (oddstore.callers) for the others to serve it.
+    issued = ca.issue_cert("127.0.0.1", "ingest", "query", "gateway")
     issued.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))

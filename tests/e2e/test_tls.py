@@ -185,32 +185,42 @@ def test_oddstore_certs_again_keeps_what_exists_and_makes_only_what_is_missing(t
     assert (tmp_path / "certs" / "query-key.pem").stat().st_mode & 0o077 == 0
 
 
-def _mtls(pki: Pki) -> dict[str, Path | None]:
-    return {"tls_cert_file": pki.server.cert, "tls_key_file": pki.server.key, "tls_ca_file": pki.server.ca}
+def _mtls(pki: Pki, directory: Path, name: str) -> dict[str, Path | None]:
+    """A service's own certificate, named as its callers are expected (oddstore.callers), for loopback."""
+    files = _files(directory, name, pki.ca, name, "127.0.0.1", "localhost")
+    return {"tls_cert_file": files.cert, "tls_key_file": files.key, "tls_ca_file": files.ca}
 
 
 async def test_the_whole_system_runs_on_mutual_tls_with_the_gateway_on_https(
     migrated_dsn: str, pki: Pki, tmp_path: Path
 ) -> None:
-    """CLI → ingest → writer → (change feed) → query → gateway, and gateway → retention: every hop mutual TLS."""
-    files = _mtls(pki)
-    writer = await writer_bootstrap.start(WriterSettings(database_url=migrated_dsn, listen="127.0.0.1:0", **files))
+    """CLI → ingest → writer → (change feed) → query → gateway, and gateway → retention: every hop mutual TLS, each
+    service with its own certificate and the default allowed clients."""
+    writer = await writer_bootstrap.start(
+        WriterSettings(database_url=migrated_dsn, listen="127.0.0.1:0", **_mtls(pki, tmp_path, "writer"))
+    )
     writers = f"127.0.0.1:{writer.server.port}"
     query = await query_bootstrap.start(
-        QuerySettings(database_url=migrated_dsn, listen="127.0.0.1:0", writers=writers, **files)
+        QuerySettings(database_url=migrated_dsn, listen="127.0.0.1:0", writers=writers, **_mtls(pki, tmp_path, "query"))
     )
     retention = await retention_bootstrap.start(
         RetentionSettings(
-            database_url=migrated_dsn, listen="127.0.0.1:0", tick_seconds=3600, database_wait_seconds=5, **files
+            database_url=migrated_dsn,
+            listen="127.0.0.1:0",
+            tick_seconds=3600,
+            database_wait_seconds=5,
+            **_mtls(pki, tmp_path, "retention"),
         )
     )
-    ingest = await ingest_bootstrap.start(IngestSettings(listen="127.0.0.1:0", writers=writers, **files))
+    ingest = await ingest_bootstrap.start(
+        IngestSettings(listen="127.0.0.1:0", writers=writers, **_mtls(pki, tmp_path, "ingest"))
+    )
     gateway = build_server(
         GatewaySettings(
             port=0,
             query_address=f"127.0.0.1:{query.server.port}",
             retention_address=f"127.0.0.1:{retention.server.port}",
-            **files,
+            **_mtls(pki, tmp_path, "gateway"),
         )
     )
     serving = asyncio.create_task(gateway.serve())
