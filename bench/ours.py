@@ -19,6 +19,8 @@ from oddstore.v1 import ingest_pb2, snapshot_pb2
 logger = logging.getLogger(__name__)
 
 ACCEPTED = snapshot_pb2.SNAPSHOT_STATUS_ACCEPTED
+SUPERSEDED = snapshot_pb2.SNAPSHOT_STATUS_SUPERSEDED
+RESENDS = 20
 _SERVICE = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
 # IngestService.SubmitSnapshots called with pre-serialized requests (no request serializer): the
 # client's own protobuf work stays out of the measurement and off the two processes being measured.
@@ -71,6 +73,7 @@ class Stack:
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.UnaryUnaryMultiCallable | None = None
         self._ingest_port = 0
+        self.resends = 0  # batches sent again after UNAVAILABLE
 
     async def start(self) -> None:
         addresses = []
@@ -124,24 +127,36 @@ class Stack:
         call = self._call
         slots = asyncio.Semaphore(self.in_flight)
 
-        async def send(raw: bytes) -> ingest_pb2.SubmitSnapshotsResponse:
+        async def send(raw: bytes) -> tuple[ingest_pb2.SubmitSnapshotsResponse, bool]:
             # The batches of one cycle are disjoint in (event, bookmaker) and cycles are never
-            # overlapped, so batches in flight together never race on the same pair.
-            async with slots:
-                response: ingest_pb2.SubmitSnapshotsResponse = await call(raw, timeout=CALL_TIMEOUT)
-            return response
+            # overlapped, so batches in flight together never race on the same pair. UNAVAILABLE means
+            # "not acknowledged, resend the batch" (ingest has retried its writers for a while already):
+            # resent as a scraper would, and counted.
+            for attempt in range(RESENDS + 1):
+                try:
+                    async with slots:
+                        response: ingest_pb2.SubmitSnapshotsResponse = await call(raw, timeout=CALL_TIMEOUT)
+                    return response, attempt > 0
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == RESENDS:
+                        raise
+                    self.resends += 1
+                    logger.warning("%s: batch resent after UNAVAILABLE: %s", self.name, (exc.details() or "")[:200])
+            raise AssertionError("unreachable")
 
         started = time.perf_counter()
-        responses = await asyncio.gather(*(send(raw) for raw in cycle.batches))
+        answered = await asyncio.gather(*(send(raw) for raw in cycle.batches))
         elapsed = time.perf_counter() - started
         for service in self.services:
             service.check_alive()
 
         accepted, history = 0, 0
         problems: list[str] = []
-        for b, response in enumerate(responses):
+        for b, (response, resent) in enumerate(answered):
             for r in response.results:
-                if r.status == ACCEPTED:
+                # A resent batch's snapshots that an earlier attempt committed come back superseded (their
+                # change counts are lost with that attempt's answer: the rows are counted in the table).
+                if r.status == ACCEPTED or (resent and r.status == SUPERSEDED):
                     accepted += 1
                     c = r.counts
                     history += c.new + c.changed + c.unavailable + c.returned
