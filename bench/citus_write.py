@@ -202,12 +202,8 @@ def report(setups: list[Setup], args: argparse.Namespace, described: dict[str, d
         "",
         "CPU: a Citus node counts every process of its server (the cluster is ours alone); the shared plain server "
         "counts only the backends of the benchmark's database (its WAL writer and checkpointer are left out, so "
-        "plain's CPU is a slight underestimate). Acknowledged history rows per cycle "
-        + (
-            "identical in every setup."
-            if same
-            else "**differ between setups**: " + str([sum(s.history) for s in setups])
-        ),
+        "plain's CPU is an underestimate). History rows in the table after the run "
+        + ("identical in every setup." if same else "**differ between setups**."),
     ]
     return "\n".join(lines)
 
