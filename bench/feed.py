@@ -1,14 +1,16 @@
 """Live-odds benchmark: a production scrape cycle through ingest while browsers (WebSockets on the gateway) and client
 streams (QueryService.Subscribe) are connected.
 
-Run as `python -m bench.feed [--events 1300] [--clients 1000] [--streams 100] [--database-url URL]`.
-Writer, query, ingest and gateway run as child processes on a fresh database. A first cycle seeds the current
-state; then `--clients` WebSockets (`/api/ws?topics=odds_updates`) and `--streams` Subscribe streams connect, and a
-second cycle (~430,000 observations at the defaults) is submitted. Measured: ingest acknowledgement → message
-received, p50/p99 (per message, from the acknowledgement of the snapshot of the (event, bookmaker) it reports; the
-WebSocket conflates over GATEWAY_LIVE_WINDOW_SECONDS, so its figure includes up to one window), messages per client
-per cycle, and the gateway's and query's RSS and CPU during the cycle. The baseline is the old system's: the UI
-polled every 60 s. Progress goes to stderr; the table to stdout.
+Run as `python -m bench.feed [--events 1300] [--clients 1000] [--streams 100] [--cycle-seconds 300] [--database-url
+URL]`. Writer, query, ingest and gateway run as child processes on a fresh database. A first cycle seeds the current
+state (flat-out); then `--clients` WebSockets (`/api/ws?topics=odds_updates`) and `--streams` Subscribe streams
+connect, and a second cycle (~430,000 observations at the defaults) is submitted, its batches spread evenly over
+`--cycle-seconds` (production: a scrape cycle every 5 minutes) or flat-out with `--cycle-seconds 0`. Measured:
+ingest acknowledgement → message received, p50/p99 (per message, from the acknowledgement of the snapshot of the
+(event, bookmaker) it reports; the WebSocket sends an event's first change at once and merges its later ones within
+GATEWAY_LIVE_WINDOW_SECONDS, so a merged message's figure includes up to one window), messages per client per cycle,
+and the gateway's and query's RSS and CPU during the cycle. The baseline is the old system's: the UI polled every
+60 s. Progress goes to stderr; the table to stdout.
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--streams", type=int, default=100, help="Subscribe streams connected to the query service")
     p.add_argument("--change-rate", type=float, default=0.05, help="share of markets whose odds move per cycle")
     p.add_argument("--batch-size", type=int, default=200, help="snapshots per SubmitSnapshots call")
+    p.add_argument(
+        "--cycle-seconds",
+        type=float,
+        default=300.0,
+        help="the measured cycle's batches spread evenly over this long (production: 5 minutes); 0: flat-out",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--database-url", default=None, help="server for the throw-away database (default: DATABASE_URL)")
     return p.parse_args(argv)
@@ -103,10 +111,11 @@ class Acks:
     def __init__(self) -> None:
         self.at: dict[tuple[int, str], float] = {}
 
-    def latency_ms(self, event_id: int, bookmaker: str, received: float) -> float | None:
+    def latency_ms(self, event_id: int, bookmaker: str, received: float) -> float:
+        # The writer publishes after commit and before it answers: a message may beat the acknowledgement. Once the
+        # seed cycle has settled every message is of the measured cycle, so one with no acknowledgement yet beat it.
         acked = self.at.get((event_id, bookmaker))
-        # The writer publishes after commit and before it answers: a message may beat the acknowledgement.
-        return None if acked is None else max(0.0, (received - acked) * 1000)
+        return 0.0 if acked is None else max(0.0, (received - acked) * 1000)
 
 
 async def read_socket(ws: ClientConnection, acks: Acks, results: Results, last: list[float]) -> None:
@@ -117,9 +126,7 @@ async def read_socket(ws: ClientConnection, acks: Acks, results: Results, last: 
             continue
         last[0] = now
         results.ws_messages += 1
-        latency = acks.latency_ms(message["data"]["event_id"], message["data"]["bookmaker"], now)
-        if latency is not None:
-            results.ws_latency_ms.append(latency)
+        results.ws_latency_ms.append(acks.latency_ms(message["data"]["event_id"], message["data"]["bookmaker"], now))
 
 
 async def read_stream(call: grpc.aio.UnaryStreamCall, acks: Acks, results: Results, last: list[float]) -> None:
@@ -139,24 +146,29 @@ def record_delta(m: pb.SubscribeResponse, acks: Acks, results: Results, last: li
     last[0] = now
     results.stream_messages += 1
     results.stream_states += len(m.markets)
-    for c in m.changes:
-        latency = acks.latency_ms(c.event_id, c.bookmaker, now)
-        if latency is not None:
-            results.stream_latency_ms.append(latency)
+    results.stream_latency_ms += (acks.latency_ms(c.event_id, c.bookmaker, now) for c in m.changes)
 
 
 async def submit_cycle(
-    stub: ingest_pb2_grpc.IngestServiceStub, cycle: workload.Cycle, on_ack: Callable[[list[tuple[int, str]]], None]
+    stub: ingest_pb2_grpc.IngestServiceStub,
+    cycle: workload.Cycle,
+    on_ack: Callable[[list[tuple[int, str]]], None],
+    seconds: float = 0.0,
 ) -> None:
+    """Batch i is submitted `i * seconds / batches` after the start (as a scraper stores its batches through a
+    cycle), or at once when `seconds` is 0; at most 4 in flight either way."""
     in_flight = asyncio.Semaphore(4)
+    began = time.perf_counter()
+    step = seconds / max(1, len(cycle.batches))
 
-    async def one(raw: bytes) -> None:
+    async def one(i: int, raw: bytes) -> None:
         request = ingest_pb2.SubmitSnapshotsRequest.FromString(raw)
+        await asyncio.sleep(max(0.0, began + i * step - time.perf_counter()))
         async with in_flight:
             await stub.SubmitSnapshots(request, timeout=300)
         on_ack([(s.event.id, s.bookmaker) for s in request.snapshots])
 
-    await asyncio.gather(*(one(raw) for raw in cycle.batches))
+    await asyncio.gather(*(one(i, raw) for i, raw in enumerate(cycle.batches)))
 
 
 async def until(condition: Callable[[], bool], what: str, within: float, check: Callable[[], None]) -> None:
@@ -234,7 +246,9 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             began = time.perf_counter()
             await until(lambda: results.images_done + len(results.stream_errors) >= args.streams, "images", 600, check)
             logger.info("the streams' images received in %.1fs", time.perf_counter() - began)
-            await asyncio.sleep(QUIET_S)
+            # The seed cycle's last messages, before the measurement (a message of a pair not acknowledged yet is
+            # counted as beating its acknowledgement).
+            await until(lambda: time.perf_counter() - last[0] > QUIET_S, "the seed cycle settling", 600, check)
             results.ws_latency_ms.clear()
             results.stream_latency_ms.clear()
             results.ws_messages = results.stream_messages = results.stream_states = 0
@@ -250,7 +264,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                     acks.at[pair] = t
 
             began = time.perf_counter()
-            await submit_cycle(stub, cycle, on_ack)
+            await submit_cycle(stub, cycle, on_ack, args.cycle_seconds)
             results.ingest_s = time.perf_counter() - began
             logger.info("measured cycle submitted in %.1fs; waiting for the last messages", results.ingest_s)
             await until(lambda: time.perf_counter() - last[0] > QUIET_S, "the messages settling", 600, check)
@@ -290,6 +304,10 @@ def usage(u: Usage) -> str:
     return f"{u.rss_mb:,.0f} / {u.peak_rss_mb:,.0f} MB, {u.cpu_s:.1f} s"
 
 
+def pace(cycle_seconds: float) -> str:
+    return f"paced over {cycle_seconds:g} s" if cycle_seconds > 0 else "flat-out"
+
+
 def report(results: Results, args: argparse.Namespace, wall: float) -> str:
     ws, st = results.ws_latency_ms, results.stream_latency_ms
     ws_p99, st_p99 = percentile(ws, 99), percentile(st, 99)
@@ -301,8 +319,8 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
     lines = [
         f"Live odds, {datetime.now(UTC):%Y-%m-%d}, {cpu_model()} ({os.cpu_count()} cores), {memory_gib():.0f} GiB; "
         f"{results.snapshots:,} snapshots / {results.observations:,} observations in the measured cycle "
-        f"(ingest {results.ingest_s:.1f} s), {args.clients:,} WebSockets, {args.streams} Subscribe streams; "
-        f"run {wall:.0f} s",
+        f"({pace(args.cycle_seconds)}; ingest {results.ingest_s:.1f} s), {args.clients:,} WebSockets, "
+        f"{args.streams} Subscribe streams; run {wall:.0f} s",
         "",
         "| measure | this system | old system | target |",
         "|---|---|---|---|",
