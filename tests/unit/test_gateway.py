@@ -182,3 +182,10 @@ def test_cutoffs_are_sent_as_utc_timestamps_and_come_back_with_a_z() -> None:
     counts.odds_cutoff.FromDatetime(datetime(2026, 2, 10, 10, 0, tzinfo=UTC))
     dumped = convert.cleanup_preview(counts).model_dump(mode="json", by_alias=True)
     assert dumped["oddsCutoffDate"] == "2026-02-10T10:00:00Z"
+
+
+def test_the_query_address_may_list_several_replicas_and_must_name_one() -> None:
+    settings = GatewaySettings(query_address="10.0.0.1:50053, query-2:50053")
+    assert QueryClient(settings.query_address, 1.0).addresses == ["10.0.0.1:50053", "query-2:50053"]
+    with pytest.raises(ValueError, match="GATEWAY_QUERY_ADDRESS names no query service"):
+        GatewaySettings(query_address=" , ")
