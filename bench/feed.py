@@ -207,8 +207,11 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                       "QUERY_WRITERS": f"127.0.0.1:{writer_port}"},
         )  # fmt: skip
         await wait_serving(query, query_port)
+        # The writer's deadline as long as the benchmark's own: on a loaded machine a flat-out batch can take longer
+        # than ingest's default 30 s, and the run would end on it.
         ingest = start("ingest", {"INGEST_LISTEN": f"127.0.0.1:{ingest_port}",
-                                  "INGEST_WRITERS": f"127.0.0.1:{writer_port}"})  # fmt: skip
+                                  "INGEST_WRITERS": f"127.0.0.1:{writer_port}",
+                                  "INGEST_WRITER_TIMEOUT_SECONDS": "300"})  # fmt: skip
         await wait_serving(ingest, ingest_port)
         gateway = start(
             "gateway", {"GATEWAY_PORT": str(gateway_port), "GATEWAY_QUERY_ADDRESS": f"127.0.0.1:{query_port}"}
