@@ -1,16 +1,16 @@
 """Live-odds benchmark: a production scrape cycle through ingest while browsers (WebSockets on the gateway) and client
 streams (QueryService.Subscribe) are connected.
 
-Run as `python -m bench.feed [--events 1300] [--clients 1000] [--streams 100] [--cycle-seconds 300] [--database-url
-URL]`. Writer, query, ingest and gateway run as child processes on a fresh database. A first cycle seeds the current
-state (flat-out); then `--clients` WebSockets (`/api/ws?topics=odds_updates`) and `--streams` Subscribe streams
-connect, and a second cycle (~430,000 observations at the defaults) is submitted, its batches spread evenly over
-`--cycle-seconds` (production: a scrape cycle every 5 minutes) or flat-out with `--cycle-seconds 0`. Measured:
-ingest acknowledgement → message received, p50/p99 (per message, from the acknowledgement of the snapshot of the
-(event, bookmaker) it reports; the WebSocket sends an event's first change at once and merges its later ones within
-GATEWAY_LIVE_WINDOW_SECONDS, so a merged message's figure includes up to one window), messages per client per cycle,
-and the gateway's and query's RSS and CPU during the cycle. The baseline is the old system's: the UI polled every
-60 s. Progress goes to stderr; the table to stdout.
+Run as `python -m bench.feed [--events 1300] [--clients 1000] [--streams 100] [--stream-events 100] [--cycle-seconds
+300] [--database-url URL]`. Writer, query, ingest and gateway run as child processes on a fresh database. A first
+cycle seeds the current state (flat-out); then `--clients` WebSockets (`/api/ws?topics=odds_updates`) and `--streams`
+Subscribe streams (each of `--stream-events` events, 0 for all) connect, and a second cycle (~430,000 observations at
+the defaults) is submitted, its batches spread evenly over `--cycle-seconds` (production: a scrape cycle every 5
+minutes) or flat-out with `--cycle-seconds 0`. Measured: ingest acknowledgement → message received, p50/p99 (per
+message, from the acknowledgement of the snapshot of the (event, bookmaker) it reports; the WebSocket sends an event's
+first change at once and merges its later ones within GATEWAY_LIVE_WINDOW_SECONDS, so a merged message's figure
+includes up to one window), messages per client per cycle, and the gateway's and query's RSS and CPU during the
+cycle. The baseline is the old system's: the UI polled every 60 s. Progress goes to stderr; the table to stdout.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=1300, help="events per cycle (production: ~1,300)")
     p.add_argument("--clients", type=int, default=1000, help="WebSockets connected to the gateway")
     p.add_argument("--streams", type=int, default=100, help="Subscribe streams connected to the query service")
+    p.add_argument(
+        "--stream-events",
+        type=int,
+        default=100,
+        help="events each Subscribe stream selects (consecutive slices, so the streams cover every event); 0: all",
+    )
     p.add_argument("--change-rate", type=float, default=0.05, help="share of markets whose odds move per cycle")
     p.add_argument("--batch-size", type=int, default=200, help="snapshots per SubmitSnapshots call")
     p.add_argument(
@@ -171,6 +177,16 @@ async def submit_cycle(
     await asyncio.gather(*(one(i, raw) for i, raw in enumerate(cycle.batches)))
 
 
+def stream_selections(event_ids: list[int], streams: int, per_stream: int) -> list[list[int]]:
+    """Stream i follows the i-th slice of `per_stream` events (wrapping around), or every event with 0: a client of
+    the stream follows the matches it trades rather than the whole book (an image of all ~430,000 markets is seconds
+    of the query service's CPU per stream, so 100 of them take minutes before the measurement can start)."""
+    if per_stream <= 0 or per_stream >= len(event_ids):
+        return [[] for _ in range(streams)]
+    n = len(event_ids)
+    return [[event_ids[(i * per_stream + j) % n] for j in range(per_stream)] for i in range(streams)]
+
+
 async def until(condition: Callable[[], bool], what: str, within: float, check: Callable[[], None]) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -240,8 +256,8 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 tasks.append(asyncio.create_task(read_socket(ws, acks, results, last)))
             query_stub = query_pb2_grpc.QueryServiceStub(query_channel)
             calls = []
-            for _ in range(args.streams):
-                call = query_stub.Subscribe(pb.SubscribeRequest())
+            for selection in stream_selections(sorted(work.events), args.streams, args.stream_events):
+                call = query_stub.Subscribe(pb.SubscribeRequest(event_ids=selection))
                 calls.append(call)
                 tasks.append(asyncio.create_task(read_stream(call, acks, results, last)))
             logger.info("%d WebSockets and %d streams connected", args.clients, args.streams)
@@ -323,7 +339,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"Live odds, {datetime.now(UTC):%Y-%m-%d}, {cpu_model()} ({os.cpu_count()} cores), {memory_gib():.0f} GiB; "
         f"{results.snapshots:,} snapshots / {results.observations:,} observations in the measured cycle "
         f"({pace(args.cycle_seconds)}; ingest {results.ingest_s:.1f} s), {args.clients:,} WebSockets, "
-        f"{args.streams} Subscribe streams; run {wall:.0f} s",
+        f"{args.streams} Subscribe streams of {args.stream_events or 'all'} events each; run {wall:.0f} s",
         "",
         "| measure | this system | old system | target |",
         "|---|---|---|---|",
