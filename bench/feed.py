@@ -33,6 +33,7 @@ from pathlib import Path
 
 import grpc
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bench import workload
 from bench.databases import Server
@@ -50,7 +51,10 @@ logger = logging.getLogger("bench.feed")
 OLD_POLL_S = 60.0  # the old system: the UI refetched on its 60 s poll
 TARGET_P99_MS = 250.0
 TARGET_GATEWAY_RSS_MB = 300.0
-QUIET_S = 3.0  # the cycle's messages are all in once nothing has arrived for this long (3 conflation windows)
+UI_PING_S = 30.0  # the UI pings its socket this often; the gateway closes one silent for GATEWAY_WS_IDLE_SECONDS
+# The cycle's messages are all in once nothing has arrived for this long after the last acknowledgement (ten
+# conflation windows: on a loaded machine a delivery can take seconds).
+QUIET_S = 10.0
 
 
 @dataclass
@@ -72,6 +76,8 @@ class Results:
     stream_states: int = 0
     images_done: int = 0
     stream_errors: list[str] = field(default_factory=list)
+    sockets_closed: list[str] = field(default_factory=list)  # by the gateway, before the end: code and reason
+    closing: bool = False
     usage: dict[str, Usage] = field(default_factory=dict)
 
 
@@ -125,6 +131,14 @@ class Acks:
 
 
 async def read_socket(ws: ClientConnection, acks: Acks, results: Results, last: list[float]) -> None:
+    try:
+        await _read_socket(ws, acks, results, last)
+    finally:
+        if ws.close_code is not None and not results.closing:
+            results.sockets_closed.append(f"{ws.close_code} {ws.close_reason}")
+
+
+async def _read_socket(ws: ClientConnection, acks: Acks, results: Results, last: list[float]) -> None:
     async for frame in ws:
         now = time.perf_counter()
         message = json.loads(frame)
@@ -133,6 +147,15 @@ async def read_socket(ws: ClientConnection, acks: Acks, results: Results, last: 
         last[0] = now
         results.ws_messages += 1
         results.ws_latency_ms.append(acks.latency_ms(message["data"]["event_id"], message["data"]["bookmaker"], now))
+
+
+async def ping(sockets: list[ClientConnection]) -> None:
+    """As the UI does: without it every socket is closed as idle when the set-up (images, seed cycle) is long."""
+    while True:
+        await asyncio.sleep(UI_PING_S)
+        for ws in sockets:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send('{"type":"ping"}')
 
 
 async def read_stream(call: grpc.aio.UnaryStreamCall, acks: Acks, results: Results, last: list[float]) -> None:
@@ -254,6 +277,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 await ws.recv()  # connection_ack
                 sockets.append(ws)
                 tasks.append(asyncio.create_task(read_socket(ws, acks, results, last)))
+            tasks.append(asyncio.create_task(ping(sockets)))
             query_stub = query_pb2_grpc.QueryServiceStub(query_channel)
             calls = []
             for selection in stream_selections(sorted(work.events), args.streams, args.stream_events):
@@ -285,12 +309,14 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             began = time.perf_counter()
             await submit_cycle(stub, cycle, on_ack, args.cycle_seconds)
             results.ingest_s = time.perf_counter() - began
+            last[0] = max(last[0], time.perf_counter())
             logger.info("measured cycle submitted in %.1fs; waiting for the last messages", results.ingest_s)
             await until(lambda: time.perf_counter() - last[0] > QUIET_S, "the messages settling", 600, check)
             for name, s in named.items():
                 results.usage[name] = Usage(
                     s.status_kib("VmRSS") / 1024, s.status_kib("VmHWM") / 1024, cpu_seconds(s.pid) - cpu_before[name]
                 )
+            results.closing = True
             for call in calls:
                 call.cancel()
             for ws in sockets:
@@ -356,6 +382,10 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"| query RSS now / peak, CPU in the cycle | {usage(q)} | — | — |",
     ]
     lines += [f"stream ended: {e}" for e in results.stream_errors[:5]]
+    if results.sockets_closed:
+        lines.append(
+            f"WebSockets closed by the gateway: {len(results.sockets_closed)}, e.g. {results.sockets_closed[0]}"
+        )
     return "\n".join(lines)
 
 
