@@ -79,6 +79,7 @@ class Results:
     stream_errors: list[str] = field(default_factory=list)
     sockets_closed: list[str] = field(default_factory=list)  # by the gateway, before the end: code and reason
     closing: bool = False
+    client_cpu_s: float = 0.0  # this program's, receiving every socket and stream: it shares the machine
     usage: dict[str, Usage] = field(default_factory=dict)
 
 
@@ -306,6 +307,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             results.observations, results.snapshots = cycle.observations, cycle.snapshots
             named = {"gateway": gateway, "query": query}
             cpu_before = {name: cpu_seconds(s.pid) for name, s in named.items()}
+            client_cpu = time.process_time()
 
             def on_ack(pairs: list[tuple[int, str]]) -> None:
                 t = time.perf_counter()
@@ -322,6 +324,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 results.usage[name] = Usage(
                     s.status_kib("VmRSS") / 1024, s.status_kib("VmHWM") / 1024, cpu_seconds(s.pid) - cpu_before[name]
                 )
+            results.client_cpu_s = time.process_time() - client_cpu
             results.closing = True
             for call in calls:
                 call.cancel()
@@ -386,6 +389,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"| gateway RSS now / peak, CPU in the cycle | {usage(gw)} | — "
         f"| ≤ {TARGET_GATEWAY_RSS_MB:.0f} MB: {verdict(gw.peak_rss_mb, TARGET_GATEWAY_RSS_MB)} |",
         f"| query RSS now / peak, CPU in the cycle | {usage(q)} | — | — |",
+        f"| the benchmark's clients (one process), CPU in the cycle | {results.client_cpu_s:.1f} s | — | — |",
     ]
     lines += [f"stream ended: {e}" for e in results.stream_errors[:5]]
     if results.sockets_closed:
