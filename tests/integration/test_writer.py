@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from oddstore.history_partitions import partition_name
 from services.writer import repository as writer_repo
 from services.writer.plan import Status
 from services.writer.writer import Writer
+from oddstore.model import Snapshot
 from tests.factories import market, new_event_id, now, snapshot, write
 
 
@@ -306,3 +308,22 @@ async def test_a_refused_snapshot_between_two_good_ones_of_its_pair_leaves_them_
     assert [r.status for r in results] == [Status.ACCEPTED, Status.REJECTED, Status.ACCEPTED]
     assert results[2].counts.changed == 1  # judged against the first: the refused one never happened
     assert [r["captured_at"] for r in await history(pool, e)] == [t, t + timedelta(minutes=10)]
+
+
+async def test_two_writers_creating_events_at_once_both_commit(pool: asyncpg.Pool) -> None:
+    """Batches that create events write the shared tables (sports, tournaments, bookmakers); two writers doing that
+    at once, for new tournaments of the same names, deadlocked on Citus, where those are reference tables."""
+    a, b = Writer(pool), Writer(pool)
+    t = now()
+
+    def batch(round_: int, order: int) -> list[Snapshot]:
+        leagues = [(f"League {round_}.{i}", f"Country {i % 7}") for i in range(40)][::order]
+        return [
+            snapshot(new_event_id(), t, [market()], bookmaker=bookmaker, tournament=name, country=country)
+            for name, country in leagues
+            for bookmaker in ("sportybet", "betpawa", "bet9ja")
+        ]
+
+    for round_ in range(6):
+        results = await asyncio.gather(write(a, batch(round_, 1)), write(b, batch(round_, -1)))
+        assert all(r.status == Status.ACCEPTED for rs in results for r in rs), results
