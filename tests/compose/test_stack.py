@@ -1,5 +1,6 @@
 """The container stack (deploy/docker-compose.yml) via testcontainers, on mutual TLS with auth on: replay, read
-back, writer replaced, refused writes and cleanups, plaintext and certificate-less clients refused.
+back, writer replaced, refused writes and cleanups, plaintext and certificate-less clients refused, PostgreSQL and
+Redis over TLS only.
 
 Needs a Docker engine with the Compose v2 plugin. Without one these tests SKIP, unless
 ODDSTORE_COMPOSE_TESTS=1 (CI, `make test-compose`), where they FAIL: a CI run must not pass quietly.
@@ -32,7 +33,8 @@ from oddstore import tls
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 REQUIRED = os.environ.get("ODDSTORE_COMPOSE_TESTS") == "1"
-PROJECT = "oddstore-compose-test"
+# Another name (ODDSTORE_COMPOSE_PROJECT) lets two checkouts on one engine run these tests side by side.
+PROJECT = os.environ.get("ODDSTORE_COMPOSE_PROJECT", "oddstore-compose-test")
 STARTUP_TIMEOUT = 180.0
 # Credentials of the stack under test (deploy/secrets.sh), made by the `stack` fixture.
 SECRETS: dict[str, Path] = {}
@@ -340,3 +342,66 @@ def test_ingest_and_the_gateway_answer_only_over_tls_and_ingest_only_to_a_certif
     assert asyncio.run(_health(stack["ingest"], tls.TlsFiles(ca=operator.ca))) == grpc.StatusCode.UNAVAILABLE
     with pytest.raises(httpx.HTTPError):
         httpx.get(stack["gateway"].replace("https://", "http://") + "/api/health", timeout=10)
+
+
+# Run inside the query container, on the stack's network: a client of PostgreSQL and Redis as the services are.
+PROBE = """
+import asyncio, sys
+import asyncpg
+from redis.asyncio import Redis
+
+async def postgres(url):
+    try:
+        conn = await asyncpg.connect(url, timeout=20)
+    except Exception as exc:
+        return f"refused: {type(exc).__name__}: {exc}"
+    try:
+        return "ssl" if await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") else "plain"
+    finally:
+        await conn.close()
+
+async def redis(url):
+    client = Redis.from_url(url, socket_connect_timeout=20, socket_timeout=20)
+    try:
+        return "pong" if await client.ping() else "no pong"
+    except Exception as exc:
+        return f"refused: {type(exc).__name__}: {exc}"
+    finally:
+        await client.aclose()
+
+kind, url = sys.argv[1:]
+print(asyncio.run(postgres(url) if kind == "postgres" else redis(url)))
+"""
+
+
+def _probe(kind: str, url: str) -> str:
+    done = _compose("exec", "-T", "query", "python", "-c", PROBE, kind, url, timeout=120)
+    return done.stdout.strip()
+
+
+def test_postgres_and_redis_answer_only_over_tls_on_the_stacks_network(stack: dict[str, str]) -> None:
+    # The services' own settings, as the query container has them: TLS, and they work.
+    database_url, redis_url = _probe_env("DATABASE_URL"), _probe_env("REDIS_URL")
+    assert "sslmode=verify-full" in database_url and redis_url.startswith("rediss://")
+    assert _probe("postgres", database_url) == "ssl"
+    assert _probe("redis", redis_url) == "pong"
+
+    # Plaintext: PostgreSQL has no pg_hba.conf line for it, Redis no plaintext port.
+    plain_pg = _probe("postgres", database_url.split("?")[0] + "?sslmode=disable")
+    assert plain_pg.startswith("refused:") and "no encryption" in plain_pg, plain_pg
+    plain_redis = _probe("redis", "redis://redis:6379/0")
+    assert plain_redis.startswith("refused:"), plain_redis
+    # TLS without a client certificate: Redis asks for one (it has no password here).
+    anonymous = _probe("redis", "rediss://redis:6379/0?ssl_ca_certs=/certs/ca.pem")
+    assert anonymous.startswith("refused:"), anonymous
+
+    # Every network client of PostgreSQL (the writer's, query's and retention's pools) is on TLS.
+    clients = _psql(
+        "SELECT s.ssl, count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+        "WHERE a.client_addr IS NOT NULL GROUP BY 1"
+    )
+    assert dict(clients).keys() == {"t"}, clients
+
+
+def _probe_env(name: str) -> str:
+    return _compose("exec", "-T", "query", "printenv", name).stdout.strip()
