@@ -2,6 +2,10 @@
 back, writer replaced, refused writes and cleanups, plaintext and certificate-less clients refused, PostgreSQL and
 Redis over TLS only.
 
+ODDSTORE_COMPOSE_CITUS=1 runs the same tests on the compose profile `citus` (the stack on a Citus coordinator and
+two workers, `make test-compose-citus`), and one more that the tables are distributed. Opt-in: it builds Citus
+from source into an image the first time (minutes) and runs three PostgreSQL servers.
+
 Needs a Docker engine with the Compose v2 plugin. Without one these tests SKIP, unless
 ODDSTORE_COMPOSE_TESTS=1 (CI, `make test-compose`), where they FAIL: a CI run must not pass quietly.
 """
@@ -35,7 +39,10 @@ DEPLOY = ROOT / "deploy"
 REQUIRED = os.environ.get("ODDSTORE_COMPOSE_TESTS") == "1"
 # Another name (ODDSTORE_COMPOSE_PROJECT) lets two checkouts on one engine run these tests side by side.
 PROJECT = os.environ.get("ODDSTORE_COMPOSE_PROJECT", "oddstore-compose-test")
-STARTUP_TIMEOUT = 180.0
+CITUS = os.environ.get("ODDSTORE_COMPOSE_CITUS") == "1"
+# The service that holds the data: the Citus coordinator or the plain server.
+DATABASE = "coordinator" if CITUS else "postgres"
+STARTUP_TIMEOUT = 300.0 if CITUS else 180.0
 # Credentials of the stack under test (deploy/secrets.sh), made by the `stack` fixture.
 SECRETS: dict[str, Path] = {}
 # The operator's TLS files, copied out of the stack's certs volume by the `stack` fixture, and an HTTPS client
@@ -85,7 +92,7 @@ def _compose(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 
 
 def _psql(sql: str) -> list[list[str]]:
-    done = _compose("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "oddstore", "-At", "-F", "\t", "-c", sql)
+    done = _compose("exec", "-T", DATABASE, "psql", "-U", "postgres", "-d", "oddstore", "-At", "-F", "\t", "-c", sql)
     return [line.split("\t") for line in done.stdout.splitlines() if line]
 
 
@@ -154,7 +161,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from testcontainers.compose import DockerCompose
 
     # Cached: a no-op when nothing changed. Base images must exist (a registry, or `make images-offline`).
-    built = subprocess.run([str(DEPLOY / "build-images.sh")], capture_output=True, text=True, timeout=1800)
+    images = ["migrate", "ingest", "writer", "query", "retention", "gateway", "cli"] + (["citus"] if CITUS else [])
+    built = subprocess.run([str(DEPLOY / "build-images.sh"), *images], capture_output=True, text=True, timeout=3600)
     assert built.returncode == 0, f"building the images failed (try `make images-offline`):\n{built.stderr[-3000:]}"
 
     secrets = tmp_path_factory.mktemp("secrets")
@@ -177,6 +185,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
     ports = {"ODDSTORE_INGEST_PORT": str(_free_port()), "ODDSTORE_GATEWAY_PORT": str(_free_port())}
     env = {"COMPOSE_PROJECT_NAME": PROJECT, "ODDSTORE_SECRETS_DIR": str(secrets), **ports}
+    if CITUS:
+        env.update(COMPOSE_PROFILES="citus", ODDSTORE_DATABASE_HOST="coordinator")
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)  # testcontainers runs `docker compose` with this process's environment
     compose = DockerCompose(str(DEPLOY), compose_file_name="docker-compose.yml", wait=True)
@@ -405,3 +415,33 @@ def test_postgres_and_redis_answer_only_over_tls_on_the_stacks_network(stack: di
 
 def _probe_env(name: str) -> str:
     return _compose("exec", "-T", "query", "printenv", name).stdout.strip()
+
+
+@pytest.mark.skipif(not CITUS, reason="the stack on plain PostgreSQL; ODDSTORE_COMPOSE_CITUS=1 runs it on Citus")
+def test_on_citus_the_odds_tables_are_distributed_by_event_over_both_workers_which_the_coordinator_reaches_over_tls(
+    stack: dict[str, str],
+) -> None:
+    nodes = _psql("SELECT nodename, groupid FROM pg_dist_node WHERE isactive ORDER BY groupid")
+    assert nodes == [["coordinator", "0"], ["worker1", "1"], ["worker2", "2"]]
+    tables = dict(
+        _psql(
+            "SELECT logicalrelid::text, CASE partmethod WHEN 'h' THEN 'by ' || column_to_column_name(logicalrelid, "
+            "partkey) ELSE partmethod::text END || ' group ' || colocationid FROM pg_dist_partition"
+        )
+    )
+    distributed = ("latest_snapshots", "market_odds_current", "market_odds_history")
+    groups = {tables.get(table, "not distributed") for table in distributed}
+    assert len(groups) == 1 and groups.pop().startswith("by event_id group "), tables
+    # The rows the earlier tests wrote through ingest are in shards on both workers.
+    placed = _psql(
+        "WITH e AS MATERIALIZED (SELECT DISTINCT event_id FROM market_odds_current) SELECT s.nodename, count(*) "
+        "FROM e JOIN citus_shards s ON s.table_name = 'market_odds_current'::regclass "
+        "AND s.shardid = get_shard_id_for_distribution_column('market_odds_current', e.event_id) GROUP BY 1 ORDER BY 1"
+    )
+    assert [node for node, _ in placed] == ["worker1", "worker2"], placed
+    # The coordinator's own connections to the workers are TLS too (citus.node_conninfo).
+    ssl = _psql(
+        "SELECT nodename, result FROM run_command_on_workers("
+        "$$SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()$$) ORDER BY 1"
+    )
+    assert ssl == [["worker1", "t"], ["worker2", "t"]]
