@@ -12,4 +12,8 @@ done
 install -d -m 0700 -o "$user" -g "$user" /run/tls
 install -m 0644 -o "$user" -g "$user" "/certs/$name.pem" /run/tls/server.pem
 install -m 0600 -o "$user" -g "$user" "/certs/$name-key.pem" /run/tls/server-key.pem
+# The user's own HOME too: libpq in a Citus node looks for a client certificate under $HOME/.postgresql, and
+# root's home is not readable to it ("could not open certificate file /root/.postgresql/postgresql.crt").
+HOME=$(getent passwd "$user" | cut -d: -f6)
+export HOME
 exec setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"
