@@ -68,7 +68,7 @@ COMPOSE := docker compose -f deploy/docker-compose.yml
 # `make images IMAGES="writer"` rebuilds one image; ODDSTORE_VERSION overrides the tag (default version-sha).
 IMAGES ?=
 
-.PHONY: docker images images-offline secrets up down test-compose
+.PHONY: docker images images-offline secrets up up-citus down test-compose test-compose-citus
 
 docker:
 	deploy/ensure-docker.sh
@@ -88,11 +88,19 @@ secrets: setup
 up: images secrets
 	$(COMPOSE) up -d --wait
 
+# The same stack on a Citus coordinator and two workers (the profile `citus`; its image compiles Citus once).
+up-citus: images secrets
+	deploy/build-images.sh citus
+	ODDSTORE_DATABASE_HOST=coordinator $(COMPOSE) --profile citus up -d --wait
+
 down:
-	$(COMPOSE) --profile simulator down
+	$(COMPOSE) --profile simulator --profile citus down
 
 test-compose: setup images
 	ODDSTORE_COMPOSE_TESTS=1 $(PY) -m pytest -q tests/compose
+
+test-compose-citus: setup images
+	ODDSTORE_COMPOSE_TESTS=1 ODDSTORE_COMPOSE_CITUS=1 $(PY) -m pytest -q tests/compose
 
 # --- Citus (issue 12): built from ../shared/vendor into the machine's PostgreSQL 15, a local cluster --------
 CITUS_DIR ?= /tmp/oddstore-citus

@@ -4,7 +4,8 @@
 # (+ "-dirty" for a tree with uncommitted changes), or $ODDSTORE_VERSION.
 # Usage: deploy/build-images.sh [NAME...]   (default: all). The builder's layer cache makes an image whose
 # inputs (its Dockerfile, the wheelhouse, protos/, oddstore/, its own folder) did not change a no-op:
-# same image id, new tag.
+# same image id, new tag. `citus` (deploy/docker/citus.Dockerfile, the compose profile `citus`) is built only
+# when named: it compiles Citus (minutes) from the vendored tarball, CITUS_TARBALL (default ../shared/vendor/).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,12 @@ if [ -z "${ODDSTORE_VERSION:-}" ]; then
 fi
 
 "$ROOT/deploy/wheelhouse.sh"
+if [[ " ${names[*]} " == *" citus "* ]]; then
+    tarball=${CITUS_TARBALL:-$ROOT/../shared/vendor/citus-13.2.2.tar.gz}
+    [ -f "$tarball" ] || { echo "build-images: no Citus tarball at $tarball (set CITUS_TARBALL)" >&2; exit 1; }
+    mkdir -p deploy/.citus
+    cmp -s "$tarball" deploy/.citus/citus-13.2.2.tar.gz || cp "$tarball" deploy/.citus/citus-13.2.2.tar.gz
+fi
 
 # Debian 12's engine has no buildx; the classic builder handles these Dockerfiles and caches per layer.
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}

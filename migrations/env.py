@@ -4,6 +4,7 @@ import asyncio
 import os
 from logging.config import fileConfig
 
+import asyncpg
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -19,11 +20,12 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 
 def database_url() -> str:
-    """A URL set on the config wins over DATABASE_URL; both may be plain postgresql://."""
+    """A URL set on the config wins over DATABASE_URL; both may be postgresql+asyncpg://. Returned as asyncpg's
+    postgresql:// URL."""
     url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+            return "postgresql://" + url.removeprefix(prefix)
     raise RuntimeError(f"DATABASE_URL must be a postgresql:// URL, got {url.split('://')[0]}://…")
 
 
@@ -34,7 +36,12 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
-    engine = create_async_engine(database_url(), poolclass=NullPool)
+    url = database_url()
+    # asyncpg reads the whole URL itself, TLS parameters included (sslmode, sslrootcert): SQLAlchemy would pass
+    # the URL's query on as keyword arguments, which asyncpg.connect does not take.
+    engine = create_async_engine(
+        "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(url), poolclass=NullPool
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

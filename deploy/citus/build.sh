@@ -34,9 +34,12 @@ mkdir -p "$BUILD_DIR"
 tar -xzf "$TARBALL" -C "$BUILD_DIR" --strip-components=1
 cd "$BUILD_DIR"
 
-# PostgreSQL >= 15.14 exports have_createdb_privilege(); 13.2.2's compat header also defines a static inline
-# one ("static declaration follows non-static declaration"). Drop the header's copy in the unpacked tree
-# (the server's function does the same); the vendored tarball stays untouched.
+# Newer PostgreSQL 15 releases (15.20 here; not 15.18, Debian 12's main archive) export have_createdb_privilege();
+# 13.2.2's compat header also defines a static inline one ("static declaration follows non-static declaration").
+# Where the server's headers declare it, drop the header's copy in the unpacked tree (the server's function does
+# the same); where they do not, the header's copy is the only one and stays. The vendored tarball stays untouched.
+if grep -qs 'have_createdb_privilege' "$("$PG_CONFIG" --includedir-server)/commands/dbcommands.h"; then
+echo "== the server exports have_createdb_privilege(): the compat header's copy removed"
 python3 - src/include/pg_version_compat.h <<'PY'
 import re, sys
 path = sys.argv[1]
@@ -46,6 +49,7 @@ if n != 1:
     sys.exit(f"expected one have_createdb_privilege definition in {path}, found {n}")
 open(path, "w").write(fixed)
 PY
+fi
 
 echo "== configure, make, install"
 ./configure PG_CONFIG="$PG_CONFIG" >/dev/null

@@ -108,3 +108,12 @@ async def test_downgrading_one_step_from_head_restores_30_day_retention(fresh_da
     finally:
         await conn.close()
     assert tuple(retention) == (30, 30)
+
+
+async def test_upgrade_takes_a_url_with_connection_parameters_as_the_services_pools_do(fresh_database: str) -> None:
+    # The compose stack's DATABASE_URL carries sslmode and sslrootcert: the migrations must read such a URL as
+    # asyncpg does, not hand its query to asyncpg.connect as keyword arguments (a TypeError before).
+    separator = "&" if "?" in fresh_database else "?"
+    migrate.upgrade(f"{fresh_database}{separator}sslmode=disable&application_name=oddstore-migrate")
+
+    assert LEGACY_TABLES | {"alembic_version"} <= await public_tables(fresh_database)
