@@ -12,10 +12,10 @@ import pytest
 
 from oddstore import codec
 from oddstore.history_partitions import partition_name
+from oddstore.model import Snapshot
 from services.writer import repository as writer_repo
 from services.writer.plan import Status
 from services.writer.writer import Writer
-from oddstore.model import Snapshot
 from tests.factories import market, new_event_id, now, snapshot, write
 
 
