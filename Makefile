@@ -99,7 +99,7 @@ CITUS_DIR ?= /tmp/oddstore-citus
 CITUS_PORT ?= 9700
 CITUS_URL := postgresql://postgres@127.0.0.1:$(CITUS_PORT)/postgres
 
-.PHONY: citus citus-up citus-down test-citus
+.PHONY: citus citus-up citus-down test-citus bench-citus-write bench-citus-read
 
 citus:
 	deploy/citus/build.sh
@@ -113,3 +113,10 @@ citus-down:
 # The integration and end-to-end suites again, against the coordinator of the local cluster.
 test-citus: setup citus-up
 	TEST_DATABASE_URL=$(CITUS_URL) $(PY) -m pytest -q tests/integration tests/e2e
+
+# The write and read benchmarks on the local cluster beside plain PostgreSQL (DATABASE_URL, else 127.0.0.1:5432).
+bench-citus-write: setup citus-up
+	$(PY) -m bench.citus_write --citus-url $(CITUS_URL) $(BENCH_ARGS)
+
+bench-citus-read: setup citus-up
+	$(PY) -m bench.read --citus-url $(CITUS_URL) $(BENCH_ARGS)

@@ -18,10 +18,11 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,8 +57,8 @@ READS = ("event_list", "event_detail", "history", "event_at")
 class ReadServer(Server):
     """Throw-away databases named for this benchmark."""
 
-    def __init__(self, dsn: str) -> None:
-        super().__init__(dsn)
+    def __init__(self, dsn: str, *, shard_count: int | None = None) -> None:
+        super().__init__(dsn, shard_count=shard_count)
         self._prefix = f"bench_read_{os.getpid()}_{int(time.time())}"
 
 
@@ -90,6 +91,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="server to create the throw-away database on (default: DATABASE_URL, else an embedded server)",
     )
+    p.add_argument(
+        "--citus-url",
+        default=None,
+        help="a Citus coordinator: the whole benchmark again on it in the same run, and a Citus ÷ plain table",
+    )
+    p.add_argument("--shard-count", type=int, default=32, help="citus.shard_count of the Citus database")
+    p.add_argument("--rounds", type=int, default=2, help="with --citus-url: rounds of both, alternating which is first")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if min(args.events, args.days, args.requests, args.concurrency, args.freshness_samples) < 1:
@@ -348,8 +356,8 @@ async def wait_following(query: ServiceProcess, metrics_port: int, within: float
         await asyncio.sleep(0.1)
 
 
-async def run(args: argparse.Namespace, server_url: str, results: Results) -> None:
-    server = ReadServer(server_url)
+async def run(args: argparse.Namespace, server_url: str, results: Results, *, shard_count: int | None = None) -> None:
+    server = ReadServer(server_url, shard_count=shard_count)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-read-"))
     services: list[ServiceProcess] = []
     ok = False
@@ -476,16 +484,84 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             logger.error("service logs kept in %s", log_dir)
 
 
+def citus_report(plain: list[Results], citus: list[Results]) -> str:
+    """The same reads on both servers in one run: each side's median over rounds, and the median over rounds
+    of Citus ÷ plain (each round measured both, back to back)."""
+
+    def pair(label: str, pick: Callable[[Results], float | None], unit: str = "ms", scale: float = 1e3) -> str:
+        ps, cs = [pick(r) for r in plain], [pick(r) for r in citus]
+        ratios = [c / p for p, c in zip(ps, cs, strict=False) if p and c is not None]
+
+        def cell(xs: list[float | None]) -> str:
+            got = [x for x in xs if x is not None]
+            return f"{statistics.median(got) * scale:,.1f} {unit}" if got else "—"
+
+        ratio = f"{statistics.median(ratios):.2f}×" if ratios else "—"
+        spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+        return f"| {label} | {cell(ps)} | {cell(cs)} | {ratio}{spread} |"
+
+    def timing(where: str, read: str, p: float) -> Callable[[Results], float | None]:
+        def pick(r: Results) -> float | None:
+            t = getattr(r, where).get(read)
+            return None if t is None else (t.p50 if p == 0.5 else t.p99)
+
+        return pick
+
+    def fresh(p: float) -> Callable[[Results], float | None]:
+        return lambda r: r.freshness.q(r.freshness.samples, p) if r.freshness else None
+
+    lines = ["| | plain PostgreSQL | Citus (coordinator + workers) | Citus ÷ plain |", "|---|---|---|---|"]
+    for read in READS:
+        for where, label in (("gateway", "gateway"), ("query", "query service alone"), ("floor", "SQL floor")):
+            lines.append(pair(f"{read}, {label}: p50", timing(where, read, 0.5)))
+            lines.append(pair(f"{read}, {label}: p99", timing(where, read, 0.99)))
+    lines.append(pair("query warm-up, start → SERVING", lambda r: r.warm_up_seconds, "s", 1))
+    lines.append(pair("freshness p50", fresh(0.5)))
+    lines.append(pair("freshness p99", fresh(0.99)))
+    lines.append(pair("data load (migrate, current state, history)", lambda r: r.load_seconds, "s", 1))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dsn, embedded = server_dsn(args)
-    results = Results()
+    if args.citus_url is None:
+        results = Results()
+        return run_and_report(
+            lambda: run(args, dsn, results),
+            lambda seconds: report(results, args, seconds),
+            embedded,
+            "services stopped and the database dropped",
+        )
+    plain: list[Results] = []
+    citus: list[Results] = []
+
+    async def rounds() -> None:
+        # Rounds alternate which server goes first (plain, Citus, Citus, plain, …): a load that drifts over
+        # the run weighs on both alike.
+        for i in range(args.rounds):
+            order = [False, True] if i % 2 == 0 else [True, False]
+            for on_citus in order:
+                logger.info("round %d/%d: %s", i + 1, args.rounds, "Citus" if on_citus else "plain PostgreSQL")
+                results = Results()
+                (citus if on_citus else plain).append(results)
+                if on_citus:
+                    await run(args, args.citus_url, results, shard_count=args.shard_count)
+                else:
+                    await run(args, dsn, results)
+
     return run_and_report(
-        lambda: run(args, dsn, results),
-        lambda seconds: report(results, args, seconds),
+        rounds,
+        lambda seconds: "\n\n".join(
+            [
+                f"### Citus ÷ plain, {args.rounds} round(s)\n\n" + citus_report(plain, citus),
+                "### plain PostgreSQL, round 1\n\n" + (report(plain[0], args, seconds) if plain else "not run"),
+                "### Citus, round 1\n\n" + (report(citus[0], args, seconds) if citus else "not run"),
+            ]
+        ),
         embedded,
-        "services stopped and the database dropped",
+        "services stopped and the databases dropped",
     )
 
 

@@ -333,7 +333,7 @@ def _median_detail(result: ContenderResult) -> str:
 # -- orchestration ---------------------------------------------------------------------------------
 
 
-async def _migrated(server: Server, role: str) -> str:
+async def migrated(server: Server, role: str) -> str:
     dsn = await server.create(role)
     began = time.perf_counter()
     # In a thread: Alembic's env.py runs its own event loop.
@@ -342,9 +342,10 @@ async def _migrated(server: Server, role: str) -> str:
     return dsn
 
 
-async def run(args: argparse.Namespace, server_dsn: str) -> tuple[Results, Workload, dict[str, str]]:
+def make_workload(args: argparse.Namespace) -> Workload:
+    """Every cycle generated and serialized before any timing; the last lands a minute before now (ingest
+    refuses scrape times in the future)."""
     started_at = datetime.now(UTC).replace(microsecond=0)
-    # The last cycle lands a minute before now: ingest refuses scrape times in the future.
     start = started_at - args.cycles * CYCLE_INTERVAL - (CYCLE_INTERVAL / 5)
     logger.info("generating %d cycles of %d events before any timing", args.cycles, args.events)
     began = time.perf_counter()
@@ -361,6 +362,11 @@ async def run(args: argparse.Namespace, server_dsn: str) -> tuple[Results, Workl
         time.perf_counter() - began,
         sum(c.payload_bytes for c in workload.cycles) / 1e6,
     )
+    return workload
+
+
+async def run(args: argparse.Namespace, server_dsn: str) -> tuple[Results, Workload, dict[str, str]]:
+    workload = make_workload(args)
     server = Server(server_dsn)
     results = Results()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-write-"))
@@ -368,7 +374,7 @@ async def run(args: argparse.Namespace, server_dsn: str) -> tuple[Results, Workl
     try:
         described = await server.describe()
         for contender in args.contenders:
-            dsn = await _migrated(server, contender)
+            dsn = await migrated(server, contender)
             logger.info("contender %s", contender)
             if contender == "ours":
                 results.ours = await ours.run(dsn, workload, in_flight=args.in_flight, log_dir=log_dir)

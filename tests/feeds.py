@@ -1,5 +1,5 @@
 """A Writer behind its real gRPC server on loopback, so that query services follow its change feed as in
-production; and a safety-check sleep that tests step instead of waiting through."""
+production; a safety-check sleep that tests step instead of waiting through; a monotonic clock they move."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ class SteppedSleep:
 
     def step(self) -> None:
         self._step.set()
+
+
+class ManualTimer:
+    """An injected monotonic clock (`time.monotonic`'s place) that only the test moves."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -18,7 +18,11 @@ class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     # 8000 because the pawaRisk UI's dev proxy (its vite.config.ts, in the UI's own repository) sends /api there.
     port: int = Field(8000, ge=0, le=65535)
-    query_address: str = "127.0.0.1:50053"
+    query_address: str = Field(
+        "127.0.0.1:50053",
+        description="the query service; several replicas comma-separated (reads spread over them and fail over, "
+        "the live feed follows one and moves on when it fails)",
+    )
     retention_address: str = "127.0.0.1:50054"
     request_deadline_seconds: float = Field(
         5.0, gt=0, description="deadline of every call to the query service; past it the request answers 503"
@@ -34,7 +38,10 @@ class GatewaySettings(CommonSettings):
         description="deadline of a manual cleanup run: POST /api/cleanup/execute answers when the run has finished",
     )
     live_window_seconds: float = Field(
-        1.0, gt=0, description="WebSocket odds updates are conflated over this window: one message per updated event"
+        1.0,
+        gt=0,
+        description="WebSocket odds updates: an event's first change goes out at once, later ones within this "
+        "window of its last message are merged into one message at the window's end",
     )
     ws_idle_seconds: float = Field(
         90.0,
@@ -57,6 +64,8 @@ class GatewaySettings(CommonSettings):
 
     @model_validator(mode="after")
     def _access(self) -> Self:
+        if not any(a.strip() for a in self.query_address.split(",")):
+            raise ValueError("GATEWAY_QUERY_ADDRESS names no query service: host:port, or several comma-separated")
         if self.auth == "basic" and self.users_file is None:
             raise ValueError("GATEWAY_AUTH=basic needs GATEWAY_USERS_FILE (`oddstore user add`)")
         if self.auth == "none" and not is_loopback(self.host) and not self.allow_unauthenticated:

@@ -1,5 +1,5 @@
 """Live odds for the UI's WebSocket (contract §(g)): one Subscribe stream from the query service for the whole
-gateway, conflated per window to one `odds_update` per updated event, encoded once and queued to every socket
+gateway, conflated per event to at most one `odds_update` per window, encoded once and queued to every socket
 subscribed to `odds_updates`."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,11 +43,13 @@ def envelope(kind: str, data: dict[str, Any], at: datetime) -> str:
 
 @dataclass(slots=True)
 class EventUpdate:
-    """What a window gathered for one event: the newest change's bookmaker and time, and how many snapshots."""
+    """What is gathered for one event: the newest change's bookmaker and time, how many snapshots, and when it
+    may be sent (a monotonic time)."""
 
     bookmaker: str
     snapshot_time: datetime
     snapshots: int
+    due: float
 
 
 def odds_update(event_id: int, u: EventUpdate, at: datetime) -> str:
@@ -89,6 +93,12 @@ class Socket:
 
 
 class LiveOdds:
+    """Leading-edge conflation per event: an event's first change after a quiet window goes out at once (on the
+    next loop tick, so changes that arrive together go out together); its later changes within `window_seconds`
+    of its last message are merged and go out when that window ends. So a browser sees a change at once, and
+    still at most one message per event per window however fast a scrape cycle goes. Memory: one entry per
+    event with a pending update or a message in the last window."""
+
     def __init__(
         self,
         query: QueryClient,
@@ -96,17 +106,20 @@ class LiveOdds:
         window_seconds: float = 1.0,
         max_frames: int = 10_000,
         clock: Callable[[], datetime] = _now,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._query = query
         self._window = window_seconds
         self._max_frames = max_frames
-        self._clock = clock
-        self._sleep = sleep  # of the conflation window: tests step it
-        self._pending: dict[int, EventUpdate] = {}  # bounded by the events that exist
+        self._clock = clock  # the messages' timestamps
+        self._timer = timer  # the windows: monotonic, so a wall-clock step cannot hold updates back
+        self._pending: dict[int, EventUpdate] = {}
+        self._sent: OrderedDict[int, float] = OrderedDict()  # event → its last message, oldest first
+        self._wake = asyncio.Event()  # something new is pending: the sender looks again
         self._sockets: set[Socket] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.resume_token = ""  # of the query service's stream: the last position fully received
+        self.messages = 0  # odds_update messages made (each sent to every subscribed socket)
 
     @property
     def sockets(self) -> int:
@@ -114,11 +127,11 @@ class LiveOdds:
 
     @property
     def pending(self) -> Mapping[int, EventUpdate]:
-        """What the current window has gathered, by event."""
+        """What is gathered and not sent yet, by event."""
         return self._pending
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._flush_loop())]
+        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._send_loop())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -136,32 +149,55 @@ class LiveOdds:
         self._sockets.discard(socket)
 
     def record(self, changes: Iterable[query_pb2.OddsChanged]) -> None:
+        now = self._timer()
         for c in changes:
             at = from_timestamp(c.captured_at)
             held = self._pending.get(c.event_id)
             if held is None:
-                self._pending[c.event_id] = EventUpdate(c.bookmaker, at, c.snapshots)
+                last = self._sent.get(c.event_id)
+                due = now if last is None else max(now, last + self._window)
+                self._pending[c.event_id] = EventUpdate(c.bookmaker, at, c.snapshots, due)
+                self._wake.set()
                 continue
             held.snapshots += c.snapshots
             if at >= held.snapshot_time:
                 held.bookmaker, held.snapshot_time = c.bookmaker, at
 
+    def next_due(self) -> float | None:
+        """When the earliest pending update may be sent; None when nothing is pending."""
+        return min((u.due for u in self._pending.values()), default=None)
+
     def flush(self) -> int:
-        """Sends what the window gathered: one message per updated event. Returns how many."""
-        if not self._pending:
+        """Sends every pending update that is due: one message per event. Returns how many."""
+        now = self._timer()
+        while self._sent and next(iter(self._sent.values())) + self._window <= now:
+            self._sent.popitem(last=False)  # quiet for a window: its next change goes out at once
+        due = [(event_id, u) for event_id, u in self._pending.items() if u.due <= now]
+        if not due:
             return 0
-        pending, self._pending = self._pending, {}
-        now = self._clock()
-        frames = [odds_update(event_id, u, now) for event_id, u in pending.items()]
+        at = self._clock()
+        frames = []
+        for event_id, u in due:
+            del self._pending[event_id]
+            self._sent[event_id] = now
+            self._sent.move_to_end(event_id)
+            frames.append(odds_update(event_id, u, at))
+        self.messages += len(frames)
         for socket in self._sockets:
             if ODDS_UPDATES in socket.topics:
                 for frame in frames:
                     socket.send(frame)
         return len(frames)
 
-    async def _flush_loop(self) -> None:
+    async def _send_loop(self) -> None:
         while True:
-            await self._sleep(self._window)
+            due = self.next_due()
+            if due is None or due > self._timer():
+                wait = None if due is None else due - self._timer()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            # Woken by a change: it runs after the follower has handed over whatever had arrived with it.
+            self._wake.clear()
             self.flush()
 
     async def _follow(self) -> None:

@@ -5,6 +5,7 @@ gRPC failures leave this module as the domain errors below, which app.py transla
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -86,39 +87,68 @@ class Health:
     error: str | None
 
 
+@dataclass(frozen=True)
+class Replica:
+    address: str
+    channel: grpc.aio.Channel
+    stub: Any
+    health: Any
+
+
 class QueryClient:
-    """Created by bootstrap, opened in the app's lifespan (so the channel belongs to the serving event loop)."""
+    """Created by bootstrap, opened in the app's lifespan (so the channels belong to the serving event loop).
+
+    `address` may list several query replicas, comma-separated: one channel each (each with its own TLS name).
+    Reads take them in turn and move on to the next when one is UNAVAILABLE; streams follow one replica and
+    move to the next when it cannot be reached."""
 
     def __init__(self, address: str, deadline_seconds: float, *, tls_files: tls.TlsFiles = tls.PLAINTEXT) -> None:
         self.address = address
+        self.addresses = [a.strip() for a in address.split(",") if a.strip()]
         self._tls = tls_files
         self.deadline = deadline_seconds
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: Any = None
-        self._health: Any = None
+        self._replicas: list[Replica] = []
+        self._turn = 0  # the replica the next read starts with
+        self.followed = 0  # the replica streams go to
 
     async def open(self) -> None:
         """Idempotent; channels connect lazily, so this succeeds even while the service is down."""
-        if self._channel is None:
-            self._channel = tls.channel(self.address, self._tls, client_options())
-            self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
-            self._health = health_pb2_grpc.HealthStub(self._channel)
+        if not self._replicas:
+            for address in self.addresses:
+                channel = tls.channel(address, self._tls, client_options())
+                stub, health = query_pb2_grpc.QueryServiceStub(channel), health_pb2_grpc.HealthStub(channel)
+                self._replicas.append(Replica(address, channel, stub, health))
 
     async def close(self) -> None:
-        if self._channel is not None:
-            channel, self._channel = self._channel, None
-            await channel.close()
+        replicas, self._replicas = self._replicas, []
+        for replica in replicas:
+            await replica.channel.close()
+
+    def _in_turn(self) -> list[Replica]:
+        """Every replica, starting with the next in turn; those whose connection is failing last."""
+        if not self._replicas:
+            raise Unavailable("Query client is not open")
+        n = len(self._replicas)
+        self._turn = (self._turn + 1) % n
+        ordered = [self._replicas[(self._turn + i) % n] for i in range(n)]
+        failing = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        return sorted(ordered, key=lambda r: r.channel.get_state() == failing)
 
     async def _call(self, method: str, request: Any) -> Any:
-        if self._stub is None:
-            raise Unavailable("Query client is not open")
-        try:
-            return await getattr(self._stub, method)(request, timeout=self.deadline)
-        except grpc.aio.AioRpcError as error:
-            translated = translate(error, "Query service", method, self.deadline)
-            if isinstance(translated, Unavailable | QueryFailed):
-                logger.warning("%s failed: %s", method, translated.message)
-            raise translated from error
+        replicas = self._in_turn()
+        for i, replica in enumerate(replicas):
+            try:
+                return await getattr(replica.stub, method)(request, timeout=self.deadline)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.UNAVAILABLE and i + 1 < len(replicas):
+                    # Not reached (down, restarting): reads change nothing, so the next replica answers instead.
+                    logger.warning("%s: query replica %s unavailable, asking the next", method, replica.address)
+                    continue
+                translated = translate(error, "Query service", method, self.deadline)
+                if isinstance(translated, Unavailable | QueryFailed):
+                    logger.warning("%s failed: %s", method, translated.message)
+                raise translated from error
+        raise AssertionError("unreachable: the last replica's error is raised")
 
     async def list_events(self, request: query_pb2.ListEventsRequest) -> query_pb2.ListEventsResponse:
         response: query_pb2.ListEventsResponse = await self._call("ListEvents", request)
@@ -164,25 +194,43 @@ class QueryClient:
         self, request: query_pb2.SubscribeRequest, *, wait_for_ready: bool = True
     ) -> AsyncGenerator[query_pb2.SubscribeResponse, None]:
         """The live stream, without a deadline: it lasts as long as the caller reads it. By default waits for
-        a query service that is not up yet rather than failing at once. The call ends when the caller stops."""
-        if self._stub is None:
+        a query service that is not up yet rather than failing at once (with one replica; with several, a
+        replica that cannot be reached fails the call at once and the next call goes to the next replica). The
+        call ends when the caller stops."""
+        if not self._replicas:
             raise Unavailable("Query client is not open")
-        call = self._stub.Subscribe(request, wait_for_ready=wait_for_ready)
+        replica = self._replicas[self.followed % len(self._replicas)]
+        several = len(self._replicas) > 1
+        call = replica.stub.Subscribe(request, wait_for_ready=wait_for_ready and not several)
+        received = False
         try:
             async for response in call:
+                received = True
                 yield response
         except grpc.aio.AioRpcError as error:
+            if several and not received and error.code() == grpc.StatusCode.UNAVAILABLE:
+                self.followed = (self.followed + 1) % len(self._replicas)
+                logger.warning("query replica %s unavailable: streams move to %s", replica.address,
+                               self._replicas[self.followed].address)  # fmt: skip
             raise translate(error, "Query service", "Subscribe", self.deadline) from error
         finally:
             call.cancel()
 
     async def health(self) -> Health:
-        """The query service's standard grpc.health.v1 status; never raises."""
-        if self._health is None:
+        """The query service's standard grpc.health.v1 status: serving when any replica is; never raises."""
+        if not self._replicas:
             return Health(False, 0, "Query client is not open")
+        found = await asyncio.gather(*(self._replica_health(r) for r in self._replicas))
+        serving = [h for h in found if h.serving]
+        if serving or len(found) == 1:
+            return (serving or found)[0]
+        errors = "; ".join(f"{r.address}: {h.error}" for r, h in zip(self._replicas, found, strict=True))
+        return Health(False, max(h.latency_ms for h in found), errors)
+
+    async def _replica_health(self, replica: Replica) -> Health:
         start = time.perf_counter()
         try:
-            response = await self._health.Check(
+            response = await replica.health.Check(
                 health_pb2.HealthCheckRequest(service=QUERY_SERVICE_NAME), timeout=self.deadline
             )
         except grpc.aio.AioRpcError as error:

@@ -57,6 +57,7 @@ def sse(response: query_pb2.SubscribeResponse) -> str:
             }
             for c in response.changes
         ],
+        "removed_event_ids": list(response.removed_event_ids),  # events past the horizon: drop their markets
     }
     head = f"id: {response.resume_token}\n" if response.resume_token else ""
     return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

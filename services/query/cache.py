@@ -166,11 +166,11 @@ class OddsCache:
     def pair_times(self) -> dict[Pair, datetime | None]:
         return {(e, slug): b.captured_at for e, books in self.books.items() for slug, b in books.items()}
 
-    def sweep(self, cutoff: datetime) -> int:
-        """Drops events whose kickoff is at or before `cutoff`; returns how many left."""
+    def sweep(self, cutoff: datetime) -> list[int]:
+        """Drops events whose kickoff is at or before `cutoff`; returns those that left."""
         gone = [e.id for e in self.events.values() if e.kickoff <= cutoff]
         for event_id in gone:
             del self.events[event_id]
             for book in self.books.pop(event_id, {}).values():
                 self.market_count -= len(book.markets)
-        return len(gone)
+        return gone

@@ -221,10 +221,13 @@ class Feed:
 
     def sweep(self) -> int:
         gone = self._cache.sweep(self.cutoff())
+        # Announced, with no await between, so a client stream holding their states drops them too (its image
+        # would otherwise differ from the cache's for as long as it runs).
+        self.updates.publish([], [], gone)
         if gone:
-            logger.info("%d events past the horizon left the cache", gone)
+            logger.info("%d events past the horizon left the cache", len(gone))
         self._record_size()
-        return gone
+        return len(gone)
 
     def _record_size(self) -> None:
         metrics.CACHE_EVENTS.set(len(self._cache.events))

@@ -190,6 +190,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     ],
                     resume_token=message.token,
                     fresh_image=message.fresh_image,
+                    removed_event_ids=message.removed,
                 )
         except FellBehind as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))

@@ -29,6 +29,7 @@ class Message:
     pairs: Sequence[OddsChanged] = ()
     token: str = ""  # set on the last message of a step: resuming from it loses nothing
     fresh_image: bool = False
+    removed: Sequence[int] = ()  # DELTA: events that left the cache, to drop before applying `markets`
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +82,17 @@ async def stream(
             await sleep(request.conflation_seconds)
         applied = updates.after(position)
         position = applied[-1].sequence
-        markets, pairs = selection.conflate(applied)
+        markets, pairs, removed = selection.conflate(applied)
         if request.summaries_only:
-            markets = []
-        if not markets and not pairs:
+            markets, removed = [], []  # it holds no states to drop
+        if not markets and not pairs and not removed:
             continue  # nothing it selected; its token moves on with the next message (a heartbeat at the latest)
         parts = list(_chunks(Kind.DELTA, markets, updates.token(position), False))
         for i, part in enumerate(parts):
-            # The summaries go with the last part, with the token: a resume from the token before repeats them.
-            yield Message(Kind.DELTA, part.markets, pairs if i == len(parts) - 1 else (), part.token)
+            # The removals go first (they come before the states); the summaries with the last part, with the
+            # token: a resume from the token before repeats them.
+            last = i == len(parts) - 1
+            yield Message(
+                Kind.DELTA, part.markets, pairs if last else (), part.token, removed=removed if i == 0 else ()
+            )
         sent_at = loop.time()

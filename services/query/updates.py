@@ -42,10 +42,11 @@ class Applied:
     sequence: int
     markets: Sequence[MarketDelta]
     pairs: Sequence[OddsChanged]
+    removed: Sequence[int] = ()  # events that left the cache, before `markets`
 
     @property
     def size(self) -> int:
-        return len(self.markets) + len(self.pairs)
+        return len(self.markets) + len(self.pairs) + len(self.removed)
 
 
 class FellBehind(Exception):
@@ -85,13 +86,13 @@ class Updates:
         oldest = self._applied[0].sequence if self._applied else self.sequence + 1
         return sequence if oldest - 1 <= sequence <= self.sequence else None
 
-    def publish(self, markets: Sequence[MarketDelta], pairs: Sequence[OddsChanged]) -> int:
-        """Called right after the cache applied them, with no await in between: an image read from the cache
-        at any moment is exactly the state at `self.sequence`."""
-        if not markets and not pairs:
+    def publish(self, markets: Sequence[MarketDelta], pairs: Sequence[OddsChanged], removed: Sequence[int] = ()) -> int:
+        """Called right after the cache applied them (or dropped the `removed` events), with no await in between:
+        an image read from the cache at any moment is exactly the state at `self.sequence`."""
+        if not markets and not pairs and not removed:
             return self.sequence
         self.sequence += 1
-        applied = Applied(self.sequence, markets, pairs)
+        applied = Applied(self.sequence, markets, pairs, removed)
         self._applied.append(applied)
         self._size += applied.size
         while self._size > self.capacity and len(self._applied) > 1:
@@ -155,13 +156,20 @@ class Selection:
                     )
         return found
 
-    def conflate(self, applied: Iterable[Applied]) -> tuple[list[MarketDelta], list[OddsChanged]]:
+    def conflate(self, applied: Iterable[Applied]) -> tuple[list[MarketDelta], list[OddsChanged], list[int]]:
         """What matches, the latest state per market and one summary per (event, bookmaker): a stream that is
         behind gets each key once, however often it changed. With a market filter, a summary only for a pair
-        with a selected market among the states."""
+        with a selected market among the states. Last, the selected events that left the cache: a state of one
+        of them gathered before it left is dropped, one after (it came back) kept."""
         markets: dict[tuple[int, str, MarketKey], MarketDelta] = {}
         pairs: dict[Pair, OddsChanged] = {}
+        removed: set[int] = set()
         for a in applied:
+            if a.removed:
+                gone = {e for e in a.removed if not self.event_ids or e in self.event_ids}
+                removed |= gone
+                markets = {k: d for k, d in markets.items() if k[0] not in gone}
+                pairs = {k: c for k, c in pairs.items() if k[0] not in gone}
             for d in a.markets:
                 if self.market(d):
                     markets[(d.event_id, d.bookmaker, d.key)] = d
@@ -176,5 +184,5 @@ class Selection:
                 pairs[(c.event_id, c.bookmaker)] = c
         if self.market_ids:
             selected = {(e, slug) for e, slug, _ in markets}
-            return list(markets.values()), [c for key, c in pairs.items() if key in selected]
-        return list(markets.values()), list(pairs.values())
+            return list(markets.values()), [c for key, c in pairs.items() if key in selected], sorted(removed)
+        return list(markets.values()), list(pairs.values()), sorted(removed)

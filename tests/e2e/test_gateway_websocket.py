@@ -29,7 +29,7 @@ from services.query.config import QuerySettings
 from services.writer import bootstrap as writer_bootstrap
 from services.writer.config import WriterSettings
 from tests.factories import market, new_event_id, now, snapshot
-from tests.feeds import SteppedSleep
+from tests.feeds import ManualTimer
 from tests.polling import TIMEOUT_SECONDS, eventually
 from tests.proxy import Proxy
 
@@ -39,7 +39,7 @@ class Stack:
     query: query_bootstrap.QueryApp
     ingest: ingest_pb2_grpc.IngestServiceStub
     live: LiveOdds
-    window: SteppedSleep  # the conflation window: stepped by the test, never waited through
+    timer: ManualTimer  # of the conflation windows: moved by the test, never waited through
     url: str
     proxy: Proxy  # between the gateway and the query service: the test drops the gateway's stream with it
     settings: QuerySettings
@@ -55,9 +55,9 @@ class Stack:
             lambda: self.query.feed.updates.subscribers >= 1, "the gateway subscribed to the query service"
         )
 
-    async def end_window(self) -> None:
-        await eventually(lambda: self.window.waiting.is_set(), "the window open")
-        self.window.step()
+    def end_window(self) -> None:
+        self.timer.now += 1.0  # LiveOdds' window_seconds
+        self.live.flush()
 
 
 @pytest.fixture
@@ -70,8 +70,8 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     proxy = Proxy("127.0.0.1", query.server.port)
     await proxy.start()
     client = QueryClient(f"127.0.0.1:{proxy.port}", TIMEOUT_SECONDS)
-    window = SteppedSleep()
-    live = LiveOdds(client, sleep=window)
+    timer = ManualTimer()
+    live = LiveOdds(client, window_seconds=1.0, timer=timer)
     config = uvicorn.Config(create_app(client, live=live), host="127.0.0.1", port=0, log_config=None, lifespan="on")
     gateway = uvicorn.Server(config)
     serving = asyncio.create_task(gateway.serve())
@@ -79,7 +79,7 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     port = gateway.servers[0].sockets[0].getsockname()[1]
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{ingest.server.port}")
     stack = Stack(
-        query, ingest_pb2_grpc.IngestServiceStub(channel), live, window, f"ws://127.0.0.1:{port}/api/ws", proxy,
+        query, ingest_pb2_grpc.IngestServiceStub(channel), live, timer, f"ws://127.0.0.1:{port}/api/ws", proxy,
         settings,
     )  # fmt: skip
     yield stack
@@ -129,32 +129,39 @@ async def test_the_socket_acknowledges_answers_pings_and_subscriptions_and_ignor
         await stack.live_following()
         e, t = new_event_id(), now() - timedelta(minutes=5)
         await stack.submit(snapshot(e, t, [market()]))
-        await eventually(lambda: e in stack.live.pending, "the update reached the gateway")
-        await stack.end_window()
-        await eventually(lambda: not stack.live.pending, "the window flushed")
+        await eventually(lambda: stack.live.messages == 1 and not stack.live.pending, "the update sent")
         await nothing_queued(ws)
 
 
-async def test_an_ingested_change_reaches_the_socket_as_one_conflated_odds_update_per_event(stack: Stack) -> None:
+async def test_an_ingested_change_reaches_the_socket_at_once_and_later_ones_merged_at_the_windows_end(
+    stack: Stack,
+) -> None:
     async with connect(stack.url + "?topics=odds_updates") as ws:
         assert (await receive(ws))["type"] == "connection_ack"
         await stack.live_following()
         e, t = new_event_id(), now() - timedelta(minutes=10)
-        # Three snapshots of one event within one window: two bookmakers, one of them twice.
+        # The event's first change: at once, with no window to wait for (the test's clock does not move).
         await stack.submit(snapshot(e, t, [market(odds=(2.0, 3.0, 4.0))]))
+        first = await receive(ws)
+        assert first["type"] == "odds_update" and first["timestamp"].endswith("Z")
+        assert first["data"] == {
+            "event_ids": [e], "source": "betpawa", "snapshot_count": 1, "event_id": e, "bookmaker": "betpawa",
+            "snapshot_time": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }  # fmt: skip
+        # Two more within its window, two bookmakers: held, then one message when the window ends.
         await stack.submit(snapshot(e, t + timedelta(minutes=1), [market(odds=(2.2, 3.0, 3.6))]))
         await stack.submit(snapshot(e, t + timedelta(minutes=2), [market()], bookmaker="sportybet"))
         await eventually(
-            lambda: e in stack.live.pending and stack.live.pending[e].snapshots == 3, "the three changes gathered"
+            lambda: e in stack.live.pending and stack.live.pending[e].snapshots == 2, "the two changes gathered"
         )
-        await stack.end_window()
+        await nothing_queued(ws)
+        stack.end_window()
         update = await receive(ws)
-        assert update["type"] == "odds_update" and update["timestamp"].endswith("Z")
         assert update["data"] == {
-            "event_ids": [e], "source": "sportybet", "snapshot_count": 3, "event_id": e, "bookmaker": "sportybet",
+            "event_ids": [e], "source": "sportybet", "snapshot_count": 2, "event_id": e, "bookmaker": "sportybet",
             "snapshot_time": (t + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }  # fmt: skip
-        await nothing_queued(ws)  # one message for the event, not three
+        await nothing_queued(ws)  # one message for the two changes
 
         # A snapshot that changes nothing is no odds update.
         await stack.submit(snapshot(e, t + timedelta(minutes=3), [market()], bookmaker="sportybet"))
@@ -175,9 +182,7 @@ async def test_a_change_made_while_the_gateways_stream_was_down_still_reaches_th
         await stack.submit(snapshot(e, t, [market()]))  # while the gateway is not following
         await eventually(lambda: e in stack.query.cache.books, "the change in the query's cache")
         await stack.proxy.restore()
-        await eventually(lambda: e in stack.live.pending, "the missed change delivered on the resumed stream")
-        await stack.end_window()
-        update = await receive(ws)
+        update = await receive(ws)  # delivered on the resumed stream
         assert (update["type"], update["data"]["event_id"]) == ("odds_update", e)
 
 

@@ -83,3 +83,5 @@ async def test_the_sweep_drops_events_two_hours_after_kickoff(pool: asyncpg.Pool
     feed._clock = lambda: now() + timedelta(hours=2, seconds=1)
     assert feed.sweep() >= 1
     assert e not in cache.events and cache.market_count < markets
+    # Announced to client streams, which drop its states too.
+    assert e in feed.updates.after(0)[-1].removed

@@ -3,8 +3,10 @@ retention service's answers, settings, and the WebSocket's topics and conflation
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -12,10 +14,11 @@ from oddstore.convert import to_timestamp
 from oddstore.v1 import query_pb2, retention_pb2
 from services.gateway import convert
 from services.gateway.config import GatewaySettings
-from services.gateway.live import CLOSE_TOO_SLOW, LiveOdds, parse_topics
+from services.gateway.live import CLOSE_TOO_SLOW, LiveOdds, Socket, parse_topics
 from services.gateway.models import format_utc
 from services.gateway.query_api import overall_status
 from services.gateway.query_client import QueryClient
+from tests.feeds import ManualTimer
 
 
 def test_the_overall_status_follows_the_old_rules() -> None:
@@ -41,14 +44,25 @@ def changed(event_id: int, bookmaker: str, minute: int, snapshots: int = 1) -> q
 AT = datetime(2026, 2, 24, 10, tzinfo=UTC)
 
 
-def test_a_window_sends_one_odds_update_per_event_with_both_payload_shapes_to_subscribed_sockets_only() -> None:
-    live = LiveOdds(QueryClient("127.0.0.1:1", 0.5), clock=lambda: AT)
+def live_odds(timer: ManualTimer, **kwargs: Any) -> LiveOdds:
+    return LiveOdds(QueryClient("127.0.0.1:1", 0.5), window_seconds=1.0, clock=lambda: AT, timer=timer, **kwargs)
+
+
+def sent(socket: Socket) -> list[dict[str, Any]]:
+    return [json.loads(socket.frames.get_nowait()) for _ in range(socket.frames.qsize())]
+
+
+def test_an_events_first_change_goes_out_at_once_with_both_payload_shapes_to_subscribed_sockets_only() -> None:
+    timer = ManualTimer()
+    live = live_odds(timer)
     odds, progress = live.connect({"odds_updates"}), live.connect({"scrape_progress"})
+    # Changes that arrive together go out together, one message per event.
     live.record([changed(7, "betpawa", 1), changed(8, "bet9ja", 1)])
     live.record([changed(7, "sportybet", 2, snapshots=2), changed(7, "betpawa", 0)])
+    assert live.next_due() == timer.now
     assert live.flush() == 2 and progress.frames.empty()
-    sent = [json.loads(odds.frames.get_nowait()) for _ in range(odds.frames.qsize())]
-    assert sent[0] == {
+    messages = sent(odds)
+    assert messages[0] == {
         "type": "odds_update",
         "timestamp": "2026-02-24T10:00:00Z",
         "data": {
@@ -56,12 +70,73 @@ def test_a_window_sends_one_odds_update_per_event_with_both_payload_shapes_to_su
             "snapshot_time": "2026-02-24T10:02:00Z",
         },
     }  # fmt: skip
-    assert sent[1]["data"]["event_id"] == 8
-    assert live.flush() == 0  # nothing new: nothing sent
+    assert messages[1]["data"]["event_id"] == 8
+    assert live.flush() == 0 and live.next_due() is None  # nothing new: nothing sent
+
+
+def test_later_changes_of_an_event_within_its_window_are_merged_and_sent_when_the_window_ends() -> None:
+    timer = ManualTimer()
+    live = live_odds(timer)
+    socket = live.connect({"odds_updates"})
+    live.record([changed(7, "betpawa", 1)])
+    assert live.flush() == 1
+    timer.now += 0.3
+    live.record([changed(7, "bet9ja", 2)])
+    live.record([changed(8, "betpawa", 1)])  # another event, quiet: at once
+    assert live.flush() == 1 and [m["data"]["event_id"] for m in sent(socket)] == [7, 8]
+    timer.now += 0.5
+    live.record([changed(7, "sportybet", 3, snapshots=2)])
+    assert live.flush() == 0 and live.next_due() == 1001.0  # one window after event 7's message
+    timer.now = 1000.999
+    assert live.flush() == 0
+    timer.now = 1001.0
+    assert live.flush() == 1
+    (merged,) = sent(socket)
+    assert merged["data"] | {"snapshot_time": None} == {
+        "event_ids": [7], "source": "sportybet", "snapshot_count": 3, "event_id": 7, "bookmaker": "sportybet",
+        "snapshot_time": None,
+    }  # fmt: skip
+    # Sent at 1001.0: a change at 1001.5 waits for 1002.0; one after a quiet window goes at once.
+    timer.now = 1001.5
+    live.record([changed(7, "betpawa", 4)])
+    assert live.flush() == 0 and live.next_due() == 1002.0
+    timer.now = 1002.0
+    assert live.flush() == 1
+    timer.now = 1003.0
+    live.record([changed(7, "betpawa", 5)])
+    assert live.flush() == 1
+
+
+def test_at_most_one_message_per_event_per_window_however_often_it_changes() -> None:
+    timer = ManualTimer()
+    live = live_odds(timer)
+    socket = live.connect({"odds_updates"})
+    sends: dict[int, list[float]] = {7: [], 8: []}
+    for step in range(1000):  # 10 s of changes every 10 ms to both events
+        timer.now = 1000.0 + step / 100
+        live.record([changed(7, "betpawa", 1), changed(8, "bet9ja", 1)])
+        live.flush()
+        for m in sent(socket):
+            sends[m["data"]["event_id"]].append(timer.now)
+    for times in sends.values():
+        assert len(times) == 10 and all(b - a >= 1.0 for a, b in itertools.pairwise(times))
+
+
+def test_the_memory_of_sent_events_is_forgotten_after_a_quiet_window() -> None:
+    timer = ManualTimer()
+    live = live_odds(timer)
+    for e in range(100):
+        live.record([changed(e, "betpawa", 1)])
+    live.flush()
+    assert len(live._sent) == 100
+    timer.now += 1.0
+    live.record([changed(1000, "betpawa", 1)])
+    live.flush()
+    assert list(live._sent) == [1000] and not live.pending
 
 
 def test_a_socket_that_does_not_drain_its_messages_is_ended_as_too_slow() -> None:
-    live = LiveOdds(QueryClient("127.0.0.1:1", 0.5), max_frames=2)
+    live = live_odds(ManualTimer(), max_frames=2)
     socket = live.connect({"odds_updates"})
     live.record([changed(e, "betpawa", 0) for e in (1, 2)])
     live.flush()
@@ -107,3 +182,10 @@ def test_cutoffs_are_sent_as_utc_timestamps_and_come_back_with_a_z() -> None:
     counts.odds_cutoff.FromDatetime(datetime(2026, 2, 10, 10, 0, tzinfo=UTC))
     dumped = convert.cleanup_preview(counts).model_dump(mode="json", by_alias=True)
     assert dumped["oddsCutoffDate"] == "2026-02-10T10:00:00Z"
+
+
+def test_the_query_address_may_list_several_replicas_and_must_name_one() -> None:
+    settings = GatewaySettings(query_address="10.0.0.1:50053, query-2:50053")
+    assert QueryClient(settings.query_address, 1.0).addresses == ["10.0.0.1:50053", "query-2:50053"]
+    with pytest.raises(ValueError, match="GATEWAY_QUERY_ADDRESS names no query service"):
+        GatewaySettings(query_address=" , ")

@@ -170,7 +170,7 @@ def test_event_metadata_and_bookmaker_names_come_from_the_current_event() -> Non
 def test_an_event_swept_and_seen_again_is_built_from_its_new_markets() -> None:
     cache = loaded()
     assert_current(cache)
-    assert cache.sweep(NOW + timedelta(hours=1)) == 1
+    assert len(cache.sweep(NOW + timedelta(hours=1))) == 1
     cache.put_event(info(1, 2))
     cache.load_rows([row("betpawa", "3743", odds=(("1", 1.1, True),), updated=T0 - timedelta(hours=1))])
     after = assert_current(cache)

@@ -66,9 +66,34 @@ def test_a_selection_keeps_the_latest_state_per_market_of_what_it_matches() -> N
     later = AT + timedelta(minutes=1)
     assert everything[1] == [OddsChanged(1, "betpawa", later, 2), OddsChanged(1, "sportybet", AT, 1)]
     one = Selection(frozenset({1}), frozenset({"betpawa"}), frozenset({"5000"})).conflate(updates.after(0))
-    assert one == ([delta(1, 0, OVER_UNDER)], [OddsChanged(1, "betpawa", AT + timedelta(minutes=1), 2)])
+    assert one == ([delta(1, 0, OVER_UNDER)], [OddsChanged(1, "betpawa", AT + timedelta(minutes=1), 2)], [])
     # A market filter narrows the summaries to pairs with a selected market.
-    assert Selection(market_ids=frozenset({"9999"})).conflate(updates.after(0)) == ([], [])
+    assert Selection(market_ids=frozenset({"9999"})).conflate(updates.after(0)) == ([], [], [])
+
+
+def test_events_that_left_the_cache_are_announced_and_their_earlier_states_dropped_from_a_conflated_step() -> None:
+    updates = Updates()
+    updates.publish([delta(1, 0), delta(2, 0), delta(3, 0)], [OddsChanged(1, "betpawa", AT, 1)])
+    updates.publish([], [], [1, 3])
+    updates.publish([delta(3, 1)], [])  # event 3 came back (its kickoff moved): its new state stays
+    markets, pairs, removed = Selection().conflate(updates.after(0))
+    assert (markets, pairs, removed) == ([delta(2, 0), delta(3, 1)], [], [1, 3])
+    assert Selection(event_ids=frozenset({2, 3})).conflate(updates.after(0))[2] == [3]
+    assert updates.publish([], [], []) == 3  # nothing left: no new position
+
+
+async def test_a_stream_is_told_which_events_left_the_cache_and_a_summaries_only_stream_is_not() -> None:
+    updates = Updates(epoch="e")
+    full = stream.stream(updates, OddsCache(), Request(Selection()))
+    summaries = stream.stream(updates, OddsCache(), Request(Selection(), summaries_only=True))
+    await take(full)
+    await take(summaries)
+    updates.publish([], [], [7])
+    step = await take(full)
+    assert (step.kind, step.markets, step.removed, step.token) == (Kind.DELTA, [], [7], "e.1")
+    updates.publish([delta(1, 0)], [OddsChanged(1, "betpawa", AT, 1)])
+    step = await take(summaries)  # past the removal, which it was not sent
+    assert (step.kind, list(step.removed), step.token) == (Kind.DELTA, [], "e.2")
 
 
 def test_an_image_is_every_matching_market_in_the_cache() -> None:
