@@ -32,8 +32,12 @@ def dumps(value: object) -> bytes:
     return to_json(value, inf_nan_mode="null")
 
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else format_utc(value)
+def _time(value: datetime | None) -> datetime | str | None:
+    """An instant as the models write it. One in UTC (every instant read from PostgreSQL) is left to pydantic-core,
+    which writes it the same way ("Z", microseconds only when set) ~5x faster than format_utc in Python."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    return format_utc(value)
 
 
 def _outcomes(outcomes: Iterable[Odds]) -> list[dict[str, Any]]:
@@ -120,7 +124,7 @@ def _event(info: EventInfo | events.EventView, tournament_country: str | None, b
             "name": info.name,
             "home_team": info.home_team,
             "away_team": info.away_team,
-            "kickoff": format_utc(info.kickoff),
+            "kickoff": _time(info.kickoff),
             "tournament_id": info.tournament_id,
             "tournament_name": info.tournament_name,
             "tournament_country": tournament_country,
@@ -130,7 +134,7 @@ def _event(info: EventInfo | events.EventView, tournament_country: str | None, b
     return _splice(
         head,
         ("bookmakers", b"[" + b",".join(bookmakers) + b"]"),
-        ("created_at", dumps(format_utc(info.created_at or EPOCH))),
+        ("created_at", dumps(_time(info.created_at or EPOCH))),
     )
 
 
@@ -183,7 +187,7 @@ def event_detail(info: EventInfo, books: Mapping[str, Book]) -> bytes:
 
 def history_point(p: history.Point) -> dict[str, Any]:
     return {
-        "captured_at": format_utc(p.captured_at),
+        "captured_at": _time(p.captured_at),
         "outcomes": _outcomes(p.outcomes),
         "margin": p.margin,
         "available": p.available,
@@ -211,7 +215,7 @@ def event_at(event_id: int, at: datetime, books: Iterable[history.BookmakerMarke
     return dumps(
         {
             "event_id": event_id,
-            "at": format_utc(at),
+            "at": _time(at),
             "markets_by_bookmaker": [
                 {
                     "bookmaker_slug": b.bookmaker_slug,

@@ -229,9 +229,7 @@ def _new_point(row: asyncpg.Record) -> Point:
 
 def _legacy_point(row: asyncpg.Record, outcomes: str = "outcomes") -> Point:
     unavailable_at: datetime | None = row["unavailable_at"]
-    return Point(
-        row["captured_at"], tuple(odds.legacy_outcomes(row[outcomes])), unavailable_at is None, unavailable_at
-    )
+    return Point(row["captured_at"], tuple(odds.legacy_outcomes(row[outcomes])), unavailable_at is None, unavailable_at)
 
 
 def _groups(raw: Sequence[str] | str | None) -> tuple[str, ...] | None:

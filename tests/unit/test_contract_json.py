@@ -3,7 +3,7 @@ protobuf answer before (convert.py + model_dump_json), after any sequence of cha
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given, settings
@@ -23,7 +23,10 @@ outcome_lists = st.lists(st.tuples(texts, odds_values, st.booleans()), max_size=
 # Real lines and odd ones: serializers differ on exponents and on -0.0 if anywhere.
 lines = st.none() | st.sampled_from([0.0, 2.5, -1.5, -0.0]) | st.floats(allow_nan=False, allow_infinity=False)
 market_ids = st.sampled_from(["3743", "5000", "3795", "4693", "1234"]) | texts
-instants = st.integers(0, 10 * 86400 * 10**6).map(lambda us: T0 + timedelta(microseconds=us))
+# Near now mostly, and anywhere a Timestamp can hold (years 1 to 9999), microseconds included.
+instants = st.integers(0, 10 * 86400 * 10**6).map(lambda us: T0 + timedelta(microseconds=us)) | st.datetimes(
+    timezones=st.just(UTC)
+)
 groups = st.none() | st.lists(texts, max_size=3).map(tuple)
 
 
