@@ -269,7 +269,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
             assert gt.median_size is not None and qt.median_size is not None
             sizes.append(
                 f"{read.replace('_', ' ')} {gt.median_size / 1e3:,.1f} kB of JSON, "
-                f"{qt.median_size / 1e3:,.1f} kB of protobuf, {ft.median_size:,.0f} rows"
+                f"{qt.median_size / 1e3:,.1f} kB from the query service (contract JSON), {ft.median_size:,.0f} rows"
             )
     if sizes:
         notes.append("Median response: " + "; ".join(sizes) + ".")
