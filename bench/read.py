@@ -52,6 +52,10 @@ OLD_LIST_P50_MS = 24.0  # the old system's cached event list
 OLD_DETAIL_P50_MS = 13.0
 
 READS = ("event_list", "event_detail", "history", "event_at")
+COPY_ROUNDS = 3
+# The issue-14 targets, as ratios within one run: gateway ÷ direct-SQL floor, warm-up ÷ COPY floor.
+TARGET_RATIOS = {"event_list": (1.5, 1.5), "event_detail": (1.5, 1.5), "history": (None, 2.0), "event_at": (1.5, 1.5)}
+TARGET_WARM_UP_RATIO = 2.0
 
 
 class ReadServer(Server):
@@ -72,6 +76,7 @@ class Results:
     warm_up_seconds: float | None = None  # process start -> health SERVING
     warm_up_metric: float | None = None  # the service's own figure (cache load only)
     warm_up_log: list[str] = field(default_factory=list)
+    copy_floor_seconds: float | None = None  # `COPY market_odds_current TO STDOUT`, best of COPY_ROUNDS
     query_rss_kib: int = 0
     freshness: Freshness | None = None
     facts: dict[str, Any] = field(default_factory=dict)
@@ -253,6 +258,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [f"| {' | '.join(r)} |" for r in rows]
+    lines += ["", *ratio_table(results)]
     notes = [
         "",
         f"Latency is per request from one client on a kept-alive connection ({args.requests} requests per read, "
@@ -271,7 +277,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
             assert gt.median_size is not None and qt.median_size is not None
             sizes.append(
                 f"{read.replace('_', ' ')} {gt.median_size / 1e3:,.1f} kB of JSON, "
-                f"{qt.median_size / 1e3:,.1f} kB of protobuf, {ft.median_size:,.0f} rows"
+                f"{qt.median_size / 1e3:,.1f} kB from the query service (contract JSON), {ft.median_size:,.0f} rows"
             )
     if sizes:
         notes.append("Median response: " + "; ".join(sizes) + ".")
@@ -309,9 +315,64 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
     if results.warm_up_log:
         notes.append("Query service log up to SERVING (started right after the load, PostgreSQL's cache warm):")
         notes += [f"    {line}" for line in results.warm_up_log]
+    if results.copy_floor_seconds is not None:
+        notes.append(
+            f"Warm-up floor: `COPY market_odds_current TO STDOUT` (text, into a sink that keeps nothing), best of "
+            f"{COPY_ROUNDS}, just before the query service starts."
+        )
     if results.query_rss_kib:
         notes.append(f"Query service peak RSS (VmHWM) after the run: {results.query_rss_kib * 1024 / 1e6:,.0f} MB.")
     return "\n".join(lines + notes)
+
+
+def _ratio(a: float | None, b: float | None, target: float | None) -> str:
+    if a is None or not b:
+        return "—"
+    r = a / b
+    return f"{r:.2f}×" + ("" if target is None else f" (≤ {target:g}×{'' if r <= target else ', missed'})")
+
+
+def ratio_table(results: Results) -> list[str]:
+    """The ratios issue 14 targets, each within this run."""
+    lines = ["| ratio within this run | p50 | p99 |", "|---|---|---|"]
+    for read in READS:
+        g, f = results.gateway.get(read), results.floor.get(read)
+        if g is None or f is None:
+            continue
+        t50, t99 = TARGET_RATIOS[read]
+        lines.append(
+            f"| {read.replace('_', ' ')}: gateway ÷ direct-SQL floor | {_ratio(g.p50, f.p50, t50)} "
+            f"| {_ratio(g.p99, f.p99, t99)} |"
+        )
+    copy = results.copy_floor_seconds
+    warm = results.warm_up_seconds
+    lines.append(
+        f"| warm-up ÷ `COPY market_odds_current TO STDOUT` ({'—' if copy is None else f'{copy:.2f} s'}) "
+        f"| {_ratio(warm, copy, TARGET_WARM_UP_RATIO)} | |"
+    )
+    if results.warm_up_metric is not None:
+        lines.append(
+            f"| cache load (the service's own figure) ÷ COPY | {_ratio(results.warm_up_metric, copy, None)} | |"
+        )
+    return lines
+
+
+async def copy_floor(dsn: str) -> float:
+    """The floor for reading the current table: a plain text COPY to a sink that keeps nothing."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        best = float("inf")
+        for _ in range(COPY_ROUNDS):
+
+            async def sink(_: bytes) -> None:
+                return None
+
+            began = time.perf_counter()
+            await conn.copy_from_table("market_odds_current", output=sink)
+            best = min(best, time.perf_counter() - began)
+        return best
+    finally:
+        await conn.close()
 
 
 # -- orchestration ---------------------------------------------------------------------------------
@@ -372,6 +433,9 @@ async def run(args: argparse.Namespace, server_url: str, results: Results, *, sh
         logger.info("data set ready in %.0fs", results.load_seconds)
         requests = read_measure.build_requests(data, args.requests, args.seed)
 
+        # The floor for the warm-up, measured before the query service starts so nothing competes with it.
+        results.copy_floor_seconds = await copy_floor(dsn)
+        logger.info("COPY market_odds_current TO STDOUT: %.2fs", results.copy_floor_seconds)
         # The query service, started on the freshly loaded database: its warm-up is timed from process start.
         query_port, query_metrics, gateway_port = free_port(), free_port(), free_port()
         writer_port, writer_metrics, ingest_port, ingest_metrics = (free_port() for _ in range(4))

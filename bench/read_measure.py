@@ -167,7 +167,8 @@ class Floor:
 
 
 class QueryDirect:
-    """The query service's gRPC API without the gateway: timed to the response bytes, not decoded."""
+    """The query service's gRPC API without the gateway: timed to the response bytes, not decoded. The methods are
+    the ones the gateway calls: the contract-JSON reads (issue 14; the protobuf ones before)."""
 
     _SERVICE = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
@@ -179,8 +180,8 @@ class QueryDirect:
                 response_deserializer=None,
             )
 
-        self._list, self._get = method("ListEvents"), method("GetEvent")
-        self._history, self._at = method("GetMarketHistory"), method("GetEventAt")
+        self._list, self._get = method("ListEventsJson"), method("GetEventJson")
+        self._history, self._at = method("GetMarketHistoryJson"), method("GetEventAtJson")
 
     async def event_list(self, page: int) -> int:
         return len(await self._list(query_pb2.ListEventsRequest(page=page, page_size=PAGE_SIZE), timeout=30))

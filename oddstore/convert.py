@@ -13,6 +13,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+def format_utc(value: datetime) -> str:
+    """RFC 3339 in UTC with a trailing Z, never +00:00 (the UI appends a Z to strings without one); the gateway's
+    models and the query service's prepared JSON both write instants with this."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat() + "Z"
+
+
 def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 

@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from oddstore.grpc_server import Server, create_server
 from oddstore.v1 import query_pb2, query_pb2_grpc, retention_pb2, retention_pb2_grpc
+from services.gateway import convert
 
 SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
@@ -299,6 +300,24 @@ class FakeQueryService(query_pb2_grpc.QueryServiceServicer):
                 b.ClearField("snapshot_time")
             response.markets_by_bookmaker.append(b)
         return response
+
+    # The contract-JSON reads: the protobuf answer above (recorded under its name) in the gateway's own rendering
+    # of it, which is what the real service's prepared bytes equal (tests/unit/test_contract_json.py).
+    async def ListEventsJson(self, request, context):
+        model = convert.event_list(await self.ListEvents(request, context), request.page or 1, request.page_size or 50)
+        return query_pb2.JsonBody(json=model.model_dump_json(by_alias=True).encode())
+
+    async def GetEventJson(self, request, context):
+        model = convert.event_detail(await self.GetEvent(request, context))
+        return query_pb2.JsonBody(json=model.model_dump_json(by_alias=True).encode())
+
+    async def GetMarketHistoryJson(self, request, context):
+        model = convert.odds_history(await self.GetMarketHistory(request, context))
+        return query_pb2.JsonBody(json=model.model_dump_json(by_alias=True).encode())
+
+    async def GetEventAtJson(self, request, context):
+        model = convert.event_at(await self.GetEventAt(request, context))
+        return query_pb2.JsonBody(json=model.model_dump_json(by_alias=True).encode())
 
     async def GetTimeToKickoff(self, request, context):
         await self._enter("GetTimeToKickoff", request, context)

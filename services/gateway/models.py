@@ -6,19 +6,13 @@ Events, history and health are snake_case; storage, cleanup and settings are cam
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-
-def format_utc(value: datetime) -> str:
-    """RFC 3339 in UTC with a trailing Z, never +00:00 (the UI appends a Z to strings without one)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat() + "Z"
-
+from oddstore.convert import format_utc as format_utc  # re-exported: the gateway's modules import it from here
 
 UtcDatetime = Annotated[
     datetime,

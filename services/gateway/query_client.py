@@ -158,6 +158,11 @@ class QueryClient:
         response: query_pb2.EventDetail = await self._call("GetEvent", query_pb2.GetEventRequest(event_id=event_id))
         return response
 
+    async def json_body(self, method: str, request: Any) -> bytes:
+        """A UI-contract body the query service rendered (its *Json methods), to be sent as it is."""
+        response: query_pb2.JsonBody = await self._call(method, request)
+        return response.json
+
     async def count_alerts(self) -> int:
         response: query_pb2.CountAlertsResponse = await self._call("CountAlerts", query_pb2.CountAlertsRequest())
         return response.count

@@ -108,6 +108,10 @@ class OddsCache:
         self.books: dict[int, dict[str, Book]] = {}
         self.market_count = 0
         self.newest_update: datetime | None = None  # high-water mark of last_updated_at applied
+        # Pairs whose markets changed since the background renderer last looked (rendering.keep_rendered): it
+        # takes them from here rather than scanning every book each second (~10 % of the service's CPU at
+        # 3,900 books in bench-read's profile). At most one entry per book.
+        self.changed: set[Pair] = set()
 
     def books_of(self, event_id: int) -> dict[str, Book]:
         return self.books.get(event_id, {})
@@ -128,6 +132,7 @@ class OddsCache:
         if outcome < 0:
             return False
         self.market_count += outcome
+        self.changed.add((event_id, slug))
         if self.newest_update is None or market.last_updated_at > self.newest_update:
             self.newest_update = market.last_updated_at
         return True

@@ -13,7 +13,7 @@ from oddstore.convert import from_timestamp, to_timestamp
 from oddstore.grpc_errors import StatusMapping
 from oddstore.v1 import query_pb2 as pb
 from oddstore.v1 import query_pb2_grpc
-from services.query import history, odds, stream
+from services.query import contract_json, history, odds, stream
 from services.query.cache import OddsCache
 from services.query.events import EventQuery, InvalidQuery, Mode
 from services.query.history_cache import HistoryCache
@@ -117,6 +117,33 @@ def point_to_pb(p: history.Point) -> pb.HistoryPoint:
     )
 
 
+def market_history_to_pb(h: history.MarketHistory) -> pb.MarketHistory:
+    return pb.MarketHistory(
+        event_id=h.event_id,
+        bookmaker_slug=h.bookmaker_slug,
+        bookmaker_name=h.bookmaker_name,
+        market_id=h.market_id,
+        line=h.line,
+        points=[point_to_pb(p) for p in h.points],
+    )
+
+
+def event_at_to_pb(event_id: int, at: datetime, books: Iterable[history.BookmakerMarkets]) -> pb.EventAt:
+    return pb.EventAt(
+        event_id=event_id,
+        at=timestamp_or_none(at),
+        markets_by_bookmaker=[
+            pb.BookmakerMarkets(
+                bookmaker_slug=b.bookmaker_slug,
+                bookmaker_name=b.bookmaker_name,
+                snapshot_time=timestamp_or_none(b.snapshot_time),
+                markets=[detail_to_pb(m) for m in b.markets],
+            )
+            for b in books
+        ],
+    )
+
+
 def _offsets(seconds: Iterable[int]) -> tuple[timedelta, ...]:
     offsets = tuple(timedelta(seconds=s) for s in seconds)
     if any(o < timedelta(0) for o in offsets):
@@ -154,6 +181,21 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             return pb.ListEventsResponse(events=found, total=page.total)
 
         return await _ERRORS.answer(context, "ListEvents", work)
+
+    async def ListEventsJson(self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext) -> pb.JsonBody:
+        async def work() -> pb.JsonBody:
+            q = query_from_pb(request)
+            page = await self._reads.list_events(q)
+            entries = [*map(contract_json.view, page.views), *(contract_json.summary(e, b) for e, b in page.events)]
+            return pb.JsonBody(json=contract_json.event_list(entries, page.total, q.page, q.page_size))
+
+        return await _ERRORS.answer(context, "ListEventsJson", work)
+
+    async def GetEventJson(self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext) -> pb.JsonBody:
+        async def work() -> pb.JsonBody:
+            return pb.JsonBody(json=contract_json.event_detail(*await self._reads.event(request.event_id)))
+
+        return await _ERRORS.answer(context, "GetEventJson", work)
 
     async def GetEvent(self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext) -> pb.EventDetail:
         async def work() -> pb.EventDetail:
@@ -223,46 +265,44 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
         return await _ERRORS.answer(context, "ListCountries", work)
 
+    async def _market_history(self, request: pb.GetMarketHistoryRequest) -> history.MarketHistory:
+        return await self._history.market_history(
+            request.event_id,
+            request.market_id,
+            request.bookmaker_slug,
+            request.line if request.HasField("line") else None,
+            _opt_time(request, "from_time"),
+            _opt_time(request, "to_time"),
+        )
+
+    async def GetMarketHistoryJson(
+        self, request: pb.GetMarketHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.JsonBody:
+        async def work() -> pb.JsonBody:
+            return pb.JsonBody(json=contract_json.market_history(await self._market_history(request)))
+
+        return await _ERRORS.answer(context, "GetMarketHistoryJson", work)
+
     async def GetMarketHistory(
         self, request: pb.GetMarketHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.MarketHistory:
         async def work() -> pb.MarketHistory:
-            h = await self._history.market_history(
-                request.event_id,
-                request.market_id,
-                request.bookmaker_slug,
-                request.line if request.HasField("line") else None,
-                _opt_time(request, "from_time"),
-                _opt_time(request, "to_time"),
-            )
-            return pb.MarketHistory(
-                event_id=h.event_id,
-                bookmaker_slug=h.bookmaker_slug,
-                bookmaker_name=h.bookmaker_name,
-                market_id=h.market_id,
-                line=h.line,
-                points=[point_to_pb(p) for p in h.points],
-            )
+            return market_history_to_pb(await self._market_history(request))
 
         return await _ERRORS.answer(context, "GetMarketHistory", work)
+
+    async def GetEventAtJson(self, request: pb.GetEventAtRequest, context: grpc.aio.ServicerContext) -> pb.JsonBody:
+        async def work() -> pb.JsonBody:
+            at = _opt_time(request, "at") or self._clock()
+            books = await self._reader.event_at(request.event_id, at)
+            return pb.JsonBody(json=contract_json.event_at(request.event_id, at, books))
+
+        return await _ERRORS.answer(context, "GetEventAtJson", work)
 
     async def GetEventAt(self, request: pb.GetEventAtRequest, context: grpc.aio.ServicerContext) -> pb.EventAt:
         async def work() -> pb.EventAt:
             at = _opt_time(request, "at") or self._clock()
-            books = await self._reader.event_at(request.event_id, at)
-            return pb.EventAt(
-                event_id=request.event_id,
-                at=timestamp_or_none(at),
-                markets_by_bookmaker=[
-                    pb.BookmakerMarkets(
-                        bookmaker_slug=b.bookmaker_slug,
-                        bookmaker_name=b.bookmaker_name,
-                        snapshot_time=timestamp_or_none(b.snapshot_time),
-                        markets=[detail_to_pb(m) for m in b.markets],
-                    )
-                    for b in books
-                ],
-            )
+            return event_at_to_pb(request.event_id, at, await self._reader.event_at(request.event_id, at))
 
         return await _ERRORS.answer(context, "GetEventAt", work)
 

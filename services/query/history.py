@@ -122,8 +122,13 @@ def merge(new_points: Iterable[Point], legacy_points: Iterable[Point], confirmat
     last point, or when there are no points.
     """
     new = sorted(new_points, key=lambda p: p.captured_at)
+    collapsed = collapse(legacy_points)
+    if not collapsed:
+        # No legacy history (every market written since the takeover): nothing to compare, which was most of the
+        # cost of a read (outcomes sorted per point for `seen`).
+        return with_confirmation(new, confirmation)
     seen = {(p.captured_at, _odds_key(p)) for p in new}
-    legacy = [p for p in collapse(legacy_points) if (p.captured_at, _odds_key(p)) not in seen]
+    legacy = [p for p in collapsed if (p.captured_at, _odds_key(p)) not in seen]
     # Stable sort: at an equal time a legacy point goes before a new one (the older source first).
     return with_confirmation(sorted(legacy + new, key=lambda p: p.captured_at), confirmation)
 

@@ -77,6 +77,42 @@ LEFT JOIN latest_snapshots s ON s.event_id = c.event_id AND s.bookmaker_slug = c
 WHERE b.slug = $2
 """
 
+# CURRENT, NEW_HISTORY and LEGACY_HISTORY as one statement: one round trip instead of five (BEGIN, three
+# queries, COMMIT), and one statement reads one snapshot, which is what the cache stamp needs (see
+# market_changes). `k` tells the parts apart: 0 the current row (exactly one, or none for an unknown
+# bookmaker), 1 the new table's points, 2 the legacy ones.
+MARKET_CHANGES = """
+SELECT 0 AS k, b.name, NULL::timestamptz AS captured_at, NULL::bool AS available, c.outcomes,
+       NULL::text AS legacy_outcomes, c.unavailable_at, c.last_confirmed_at, c.last_updated_at,
+       s.captured_at AS snapshot_at,
+       (SELECT r.id::bigint * 2 + (r.completed_at IS NOT NULL)::int FROM cleanup_runs r ORDER BY r.id DESC LIMIT 1)
+           AS cleanup_mark
+FROM bookmakers b
+LEFT JOIN market_odds_current c ON c.event_id = $1::bigint AND c.bookmaker_slug = b.slug AND c.market_id = $3
+     AND c.line IS NOT DISTINCT FROM $4::float8
+LEFT JOIN latest_snapshots s ON s.event_id = c.event_id AND s.bookmaker_slug = c.bookmaker_slug
+WHERE b.slug = $2
+UNION ALL
+SELECT 1, NULL, captured_at, available, outcomes, NULL, NULL, NULL, NULL, NULL, NULL FROM market_odds_history
+WHERE event_id = $1::bigint AND bookmaker_slug = $2 AND market_id = $3 AND line IS NOT DISTINCT FROM $4::float8
+UNION ALL
+SELECT 2, NULL, s.captured_at, NULL, NULL, m.outcomes::text, m.unavailable_at, NULL, NULL, NULL, NULL
+FROM odds_snapshots s
+JOIN bookmakers b ON b.id = s.bookmaker_id
+JOIN market_odds m ON m.snapshot_id = s.id
+WHERE s.event_id = $1::bigint AND b.slug = $2 AND m.betpawa_market_id = $3
+  AND m.line IS NOT DISTINCT FROM $4::float8
+UNION ALL
+SELECT 2, NULL, cs.captured_at AT TIME ZONE 'UTC', NULL, NULL, cm.outcomes::text, cm.unavailable_at,
+       NULL, NULL, NULL, NULL
+FROM competitor_events ce
+JOIN competitor_odds_snapshots cs ON cs.competitor_event_id = ce.id
+JOIN competitor_market_odds cm ON cm.snapshot_id = cs.id
+WHERE ce.betpawa_event_id = $1::bigint AND ce.source = $2 AND cm.betpawa_market_id = $3
+  AND cm.line IS NOT DISTINCT FROM $4::float8
+ORDER BY k, captured_at
+"""
+
 # The last point at or before $2 of every market of the event; names and groups from current state,
 # which the history table does not repeat.
 NEW_EVENT_AT = """
@@ -112,6 +148,20 @@ FROM (
     WHERE ce.betpawa_event_id = $1::bigint AND cs.captured_at <= ($2::timestamptz AT TIME ZONE 'UTC')
 ) x
 ORDER BY slug, market_id, line, captured_at DESC
+"""
+
+# NEW_EVENT_AT, LEGACY_EVENT_AT and the bookmakers' names as one statement (one round trip instead of three);
+# `k` 1 is a new-table row, 2 a legacy one, with the columns named as event_at reads them.
+EVENT_AT = f"""
+WITH new AS ({NEW_EVENT_AT}), legacy AS ({LEGACY_EVENT_AT})
+SELECT 1 AS k, n.bookmaker_slug AS slug, b.name AS bookmaker_name, n.market_id, n.line, n.captured_at, n.available,
+       n.outcomes, NULL::text AS legacy_outcomes, NULL::timestamptz AS unavailable_at, n.market_name,
+       n.market_groups, NULL::text AS legacy_groups
+FROM new n LEFT JOIN bookmakers b ON b.slug = n.bookmaker_slug
+UNION ALL
+SELECT 2, g.slug, b.name, g.market_id, g.line, g.captured_at, NULL, NULL, g.outcomes, g.unavailable_at, g.market_name,
+       NULL, g.market_groups
+FROM legacy g LEFT JOIN bookmakers b ON b.slug = g.slug
 """
 
 # For each event and offset, the last point at or before kickoff - offset, per bookmaker.
@@ -191,11 +241,9 @@ def _new_point(row: asyncpg.Record) -> Point:
     )
 
 
-def _legacy_point(row: asyncpg.Record) -> Point:
+def _legacy_point(row: asyncpg.Record, outcomes: str = "outcomes") -> Point:
     unavailable_at: datetime | None = row["unavailable_at"]
-    return Point(
-        row["captured_at"], tuple(odds.legacy_outcomes(row["outcomes"])), unavailable_at is None, unavailable_at
-    )
+    return Point(row["captured_at"], tuple(odds.legacy_outcomes(row[outcomes])), unavailable_at is None, unavailable_at)
 
 
 def _groups(raw: Sequence[str] | str | None) -> tuple[str, ...] | None:
@@ -271,10 +319,9 @@ class Current:
         return is_cleaning(self.cleanup_mark)
 
 
-async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:
-    row = await conn.fetchrow(CURRENT, *args)
+def _current_of(row: asyncpg.Record | None, slug: str) -> Current:
     if row is None:
-        raise UnknownBookmaker(args[1])
+        raise UnknownBookmaker(slug)
     mark = row["cleanup_mark"] or 0
     if row["last_updated_at"] is None:
         return Current(row["name"], None, mark)
@@ -286,6 +333,10 @@ async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:
         row["snapshot_at"],
     )
     return Current(row["name"], state, mark)
+
+
+async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:
+    return _current_of(await conn.fetchrow(CURRENT, *args), args[1])
 
 
 class HistoryReader:
@@ -318,10 +369,22 @@ class HistoryReader:
         in the transaction that moves the one, retention deletes rows only within a run that moves the other,
         and a cache keyed by them (history_cache.py) depends on that."""
         args = (event_id, bookmaker_slug, market_id, line)
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            current = await _current(conn, args)
-            new_rows = await conn.fetch(NEW_HISTORY, *args)
-            legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
+        async with self._pool.acquire() as conn:
+            if self._citus is None:
+                self._citus = await citus.installed(conn)
+            if self._citus:
+                # Not one statement there: Citus does not plan a UNION of a distributed table with local joins.
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    current = await _current(conn, args)
+                    new_rows = await conn.fetch(NEW_HISTORY, *args)
+                    legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
+            else:
+                rows = await conn.fetch(MARKET_CHANGES, *args)
+                current = _current_of(rows[0] if rows and rows[0]["k"] == 0 else None, bookmaker_slug)
+                new_rows = [r for r in rows if r["k"] == 1]
+                legacy_points = [_legacy_point(r, "legacy_outcomes") for r in rows if r["k"] == 2]
+                points = merge(map(_new_point, new_rows), legacy_points, None)
+                return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
         points = merge(map(_new_point, new_rows), map(_legacy_point, legacy_rows), None)
         return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
 
@@ -333,21 +396,34 @@ class HistoryReader:
     async def event_at(self, event_id: int, at: datetime) -> list[BookmakerMarkets]:
         """Every market of the event at every bookmaker as it stood at `at`; markets not yet known are left out."""
         async with self._pool.acquire() as conn:
-            new_rows = await conn.fetch(NEW_EVENT_AT, event_id, at)
-            legacy_rows = await conn.fetch(LEGACY_EVENT_AT, event_id, at)
-            names = await self._names(conn, [r["bookmaker_slug"] for r in new_rows] + [r["slug"] for r in legacy_rows])
-        new = {(r["bookmaker_slug"], r["market_id"], r["line"]): r for r in new_rows}
-        legacy = {(r["slug"], r["market_id"], r["line"]): r for r in legacy_rows}
+            if self._citus is None:
+                self._citus = await citus.installed(conn)
+            if self._citus:
+                # Three statements there, as market_changes: Citus plans each part, not their union.
+                new_rows = await conn.fetch(NEW_EVENT_AT, event_id, at)
+                legacy_rows = await conn.fetch(LEGACY_EVENT_AT, event_id, at)
+                slugs = [r["bookmaker_slug"] for r in new_rows] + [r["slug"] for r in legacy_rows]
+                names = await self._names(conn, slugs)
+                new = {(r["bookmaker_slug"], r["market_id"], r["line"]): r for r in new_rows}
+                legacy = {(r["slug"], r["market_id"], r["line"]): r for r in legacy_rows}
+                legacy_outcomes, legacy_groups = "outcomes", "market_groups"
+            else:
+                new, legacy, names = {}, {}, {}
+                for r in await conn.fetch(EVENT_AT, event_id, at):
+                    (new if r["k"] == 1 else legacy)[(r["slug"], r["market_id"], r["line"])] = r
+                    if r["bookmaker_name"] is not None:
+                        names[r["slug"]] = r["bookmaker_name"]
+                legacy_outcomes, legacy_groups = "legacy_outcomes", "legacy_groups"
         by_bookmaker: dict[str, list[tuple[Point, MarketState]]] = defaultdict(list)
         for key in sorted(new.keys() | legacy.keys(), key=lambda k: (k[0], k[1], k[2] is not None, k[2] or 0.0)):
             slug, market_id, line = key
             n, g = new.get(key), legacy.get(key)
-            state = latest(_new_point(n) if n else None, _legacy_point(g) if g else None)
+            state = latest(_new_point(n) if n else None, _legacy_point(g, legacy_outcomes) if g else None)
             assert state is not None
             if n is not None and n["market_name"] is not None:  # the market has a current row
                 market_name, groups = n["market_name"], _groups(n["market_groups"])
             elif g is not None:
-                market_name, groups = g["market_name"], _groups(g["market_groups"])
+                market_name, groups = g["market_name"], _groups(g[legacy_groups])
             else:
                 market_name, groups = market_id, None
             market = MarketState(

@@ -603,7 +603,7 @@ async def test_a_slow_query_service_answers_503_at_the_deadline(backend: FakeBac
     finally:
         await client.close()
     assert response.status_code == 503
-    assert response.json() == {"detail": "Query service did not answer GetEvent within 0.2 s"}
+    assert response.json() == {"detail": "Query service did not answer GetEventJson within 0.2 s"}
 
 
 async def test_other_service_failures_answer_502(api: httpx.AsyncClient, fake: FakeQueryService) -> None:

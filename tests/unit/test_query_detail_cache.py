@@ -12,7 +12,7 @@ import grpc
 from oddstore import codec
 from oddstore.convert import to_timestamp
 from oddstore.v1 import query_pb2 as pb
-from services.query import events, grpc_api, rendering
+from services.query import contract_json, events, grpc_api, rendering
 from services.query.cache import Book, EventInfo, Link, OddsCache
 from tests.polling import eventually
 from tests.unit.test_query_events import LINKS, NOW, cache_of, info, market
@@ -204,12 +204,12 @@ async def test_the_background_renderer_rebuilds_changed_books_before_they_are_re
     cache = loaded()
     task = asyncio.create_task(rendering.keep_rendered(cache, interval=0.01))
     try:
-        await eventually(lambda: not any(rendering._stale(b) for b in cache.books_of(1).values()), "all rendered")
+        await eventually(lambda: not any(contract_json.stale(b) for b in cache.books_of(1).values()), "all rendered")
         cache.load_rows([row("betpawa", "3743", odds=(("1", 1.5, True), ("X", 4.0, True), ("2", 6.0, True)),
                              updated=T0 + timedelta(minutes=5))])  # fmt: skip
-        assert rendering._stale(cache.books_of(1)["betpawa"])
+        assert contract_json.stale(cache.books_of(1)["betpawa"])
         # Nothing reads the book meanwhile: only the renderer can make it fresh again.
-        await eventually(lambda: not rendering._stale(cache.books_of(1)["betpawa"]), "the changed book re-rendered")
+        await eventually(lambda: not contract_json.stale(cache.books_of(1)["betpawa"]), "the changed book re-rendered")
         assert_current(cache)
     finally:
         task.cancel()
