@@ -37,6 +37,7 @@ class AttachedPartition:
     day: date | None  # None: not a name this service makes; never dropped
     size_bytes: int
     detach_pending: bool
+    columnar: bool = False
 
 
 def day_start(day: date) -> datetime:
@@ -93,3 +94,20 @@ def expired_days(existing: Iterable[date], cutoff: datetime) -> list[date]:
     """Partitions whose whole range is older than the cutoff, oldest first. The day holding the cutoff is
     kept: history is dropped only by whole partitions, never row by row."""
     return sorted(d for d in set(existing) if day_start(d + timedelta(days=1)) <= cutoff)
+
+
+def closed_days(attached: Iterable[AttachedPartition], now: datetime, after_days: int, grace: timedelta) -> list[date]:
+    """The heap days to move to columnar storage, oldest first: day d is closed `grace` after the midnight that
+    begins day d + after_days (after_days 1: yesterday and before, once today is `grace` old; 0: never). The grace
+    lets snapshots captured just before midnight land while the day is still heap; any later ones are still
+    accepted by the columnar day (it takes inserts), so closing never loses a write."""
+    if after_days <= 0:
+        return []
+    return sorted(
+        p.day
+        for p in attached
+        if p.day is not None
+        and not p.columnar
+        and not p.detach_pending
+        and day_start(p.day + timedelta(days=after_days)) + grace <= now
+    )
