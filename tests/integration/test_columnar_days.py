@@ -3,6 +3,7 @@ same answers as heap, a conversion that is idempotent and all-or-nothing, late w
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -10,13 +11,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from oddstore import migrate
-from oddstore.history_partitions import index_name, partition_name
+from oddstore import codec, migrate
+from oddstore.history_partitions import ensure_partition, index_name, partition_name
 from services.query.history_repository import HistoryReader
 from services.retention import partition_repository as partition_repo
 from services.retention.config import RetentionSettings
 from services.retention.retention import Retention
 from services.writer.plan import Status
+from services.writer.repository import HISTORY_COLUMNS
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, snapshot, write
 
@@ -161,12 +163,10 @@ async def test_a_conversion_interrupted_at_any_step_leaves_the_day_whole_and_a_r
         with pytest.raises(ConnectionError):
             await partition_repo.convert_to_columnar(FailingAt(conn, step), day, 0.5)  # type: ignore[arg-type]
 
-    # Interrupted after its commit (before ANALYZE) the day is converted; before it, untouched with its index.
-    expected = "columnar" if step == "ANALYZE" else "heap"
-    assert (await access_methods(pool))[day] == expected
-    assert (await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", index_name(day))) == (expected == "heap")
+    assert (await access_methods(pool))[day] == "heap"
+    assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", index_name(day))
     assert await history_rows(pool) == rows_before
-    assert day in await retention(pool).convert_closed_days() or step == "ANALYZE"
+    assert day in await retention(pool).convert_closed_days()
     assert (await access_methods(pool))[day] == "columnar"
     assert await history_rows(pool) == rows_before
 
@@ -220,3 +220,32 @@ async def test_cleanup_drops_expired_columnar_days_whole(pool: asyncpg.Pool) -> 
     assert await pool.fetchval("SELECT count(*) FROM market_odds_history") == sum(
         n for d, n in rows_per_day.items() if d >= TODAY - timedelta(days=2)
     )
+
+
+async def test_a_read_of_one_event_over_a_columnar_day_skips_the_other_events_chunk_groups(pool: asyncpg.Pool) -> None:
+    """What keeps reads fast without the index: the day sorted by event, ANALYZEd, in 1,000-row chunk groups."""
+    day = TODAY - timedelta(days=1)
+    await ensure_partition(pool, day)
+    outcomes = codec.encode([("1", 2100, True), ("X", 3400, True), ("2", 3500, True)])
+    rows = [
+        (5_000 + n % 300, at(1, 0) + timedelta(seconds=n), None, True, "betpawa", "3743", outcomes)
+        for n in range(24_000)
+    ]
+    await pool.copy_records_to_table("market_odds_history", records=rows, columns=HISTORY_COLUMNS)
+    # As autovacuum would have: heap statistics, in which event_id is unsorted (the rewrite keeps them).
+    await pool.execute(f"ANALYZE {partition_name(day)}")
+    assert await retention(pool).convert_closed_days() == [day]
+
+    plan = "\n".join(
+        r[0]
+        for r in await pool.fetch(
+            "EXPLAIN (ANALYZE) SELECT captured_at, outcomes FROM market_odds_history"
+            " WHERE event_id = 5100 AND bookmaker_slug = 'betpawa' AND market_id = '3743' AND captured_at >= $1",
+            at(1, 0),
+        )
+    )
+    # 24,000 rows of 300 events (on Citus ~6,000 per shard): sorted, the event's 80 rows are in one or two chunk
+    # groups of 1,000, and only those are read and filtered.
+    assert sum(int(n) for n in re.findall(r"Chunk Groups Removed by Filter: (\d+)", plan)) >= 3, plan
+    assert sum(int(n) for n in re.findall(r"Rows Removed by Filter: (\d+)", plan)) < 2_000, plan
+    assert await pool.fetchval("SELECT count(*) FROM market_odds_history WHERE event_id = 5100") == 80
