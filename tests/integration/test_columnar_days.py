@@ -21,6 +21,7 @@ from services.writer.plan import Status
 from services.writer.repository import HISTORY_COLUMNS
 from services.writer.writer import Writer
 from tests.factories import market, new_event_id, snapshot, write
+from tests.polling import eventually
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TODAY = NOW.date()
@@ -131,6 +132,15 @@ async def test_conversion_is_idempotent_one_day_at_a_time_oldest_first(pool: asy
     assert await history_rows(pool) == rows_before
     sizes = {p.day: p.size_bytes for p in await partition_repo.list_partitions(pool)}
     assert all(sizes[TODAY - timedelta(days=d)] > 0 for d in range(5))
+
+    async def storage_page_counts_the_columnar_day() -> bool:
+        report = await service.storage_sizes()
+        (history,) = [t for t in report.tables if t.table_name == "market_odds_history"]
+        day = {p.table_name: p for p in history.partitions}[partition_name(TODAY - timedelta(days=1))]
+        rows = await pool.fetchval(f"SELECT count(*) FROM {day.table_name}")
+        return day.size_bytes > 0 and day.row_count == rows
+
+    await eventually(storage_page_counts_the_columnar_day, "the storage page's size and rows of a columnar day")
 
 
 class FailingAt:
