@@ -42,12 +42,19 @@ def upgrade() -> None:
     if bind.scalar(sa.text(CAN_CREATE_COLUMNAR)):
         op.execute("CREATE EXTENSION IF NOT EXISTS citus_columnar")
     op.execute(f"DROP INDEX {PARENT_INDEX}")
+    # IF NOT EXISTS: a partition that a taken-over database's conversion (before 0007) created on Citus with
+    # PARTITION OF has its own index besides the parent's, which the DROP above just removed.
     for name, _ in bind.execute(sa.text(PARTITIONS)):
-        op.execute(f"CREATE INDEX {name}_market_idx ON {name} {INDEX_COLUMNS}")
+        op.execute(f"CREATE INDEX IF NOT EXISTS {name}_market_idx ON {name} {INDEX_COLUMNS}")
 
 
 def downgrade() -> None:
-    # Back to one index on the parent: it creates the partitions' indexes again, columnar days' included.
-    for name, _ in op.get_bind().execute(sa.text(PARTITIONS)):
+    # Back to one index on the parent: it creates the partitions' indexes again, columnar days' included. On Citus
+    # their shards' index names are long enough that Citus refuses to create them after a parallel statement in
+    # the same transaction: sequential from the start.
+    bind = op.get_bind()
+    if bind.scalar(sa.text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")):
+        op.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+    for name, _ in bind.execute(sa.text(PARTITIONS)):
         op.execute(f"DROP INDEX IF EXISTS {name}_market_idx")
     op.execute(f"CREATE INDEX {PARENT_INDEX} ON market_odds_history {INDEX_COLUMNS}")
