@@ -51,11 +51,11 @@ async def convert_to_columnar(conn: asyncpg.Connection, day: date, lock_timeout:
     day and reads of it wait for the commit (the bench measures how long: bench.columnar), then the write goes into
     the columnar table, which takes inserts. CLUSTER sorts the day by (event_id, bookmaker_slug, market_id) and the
     columnar rewrite keeps that order, so each chunk group (sized by chunk_group_rows) holds a narrow range of events
-    and a history read of one market skips the others by the chunks' min/max: that is what makes the dropped index
-    affordable (~12 B a row against ~62 with it). Citus's alter_old_partitions_set_access_method() would copy in
-    arrival order and keep the index; on Citus, CLUSTER, DROP INDEX and SET ACCESS METHOD on a partition all
-    propagate to its shards, so the same statements serve both (PostgreSQL 15 has ALTER TABLE ... SET ACCESS
-    METHOD)."""
+    and a history read of one market skips the others by the chunks' min/max: what keeps a day without its index
+    readable (~15 B a row against ~114 heap + B-tree; a few ms per day read against ~0.1: BENCHMARKS.md).
+    Citus's alter_old_partitions_set_access_method() would copy in arrival order and keep the index; on Citus,
+    CLUSTER, DROP INDEX and SET ACCESS METHOD on a partition all propagate to its shards, so the same statements
+    serve both (PostgreSQL 15 has ALTER TABLE ... SET ACCESS METHOD)."""
     name, index = partition_name(day), index_name(day)
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
