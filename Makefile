@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/oddstore/v1/*.proto)
 GEN_STAMP := oddstore/v1/.generated
 
-.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover bench-feed bench-security clean
+.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover bench-feed bench-security bench-columnar clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -59,6 +59,10 @@ bench-feed: setup
 # The cost of TLS, mTLS and authentication: the same writes and reads, plain and secured, in one run.
 bench-security: setup
 	$(PY) -m bench.security $(BENCH_ARGS)
+
+# Needs a server with citus_columnar (make citus; plain PostgreSQL is enough): BENCH_ARGS="--database-url URL".
+bench-columnar: setup
+	$(PY) -m bench.columnar $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data oddstore/v1/*_pb2*.py* $(GEN_STAMP)

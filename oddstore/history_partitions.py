@@ -12,6 +12,7 @@ from oddstore import citus
 
 logger = logging.getLogger(__name__)
 
+INDEX_COLUMNS = "(event_id, bookmaker_slug, market_id)"
 PARTITION_EXISTS = """
 SELECT 1 FROM pg_class WHERE relname = $1 AND relkind = 'r'
 """
@@ -22,10 +23,16 @@ def partition_name(day: date) -> str:
     return f"market_odds_history_p{day:%Y%m%d}"
 
 
+def index_name(day: date) -> str:
+    """A day's own lookup index: per partition (revision 0008), so a columnar day can be without it."""
+    return f"{partition_name(day)}_market_idx"
+
+
 def partition_ddl(day: date, *, citus: bool = False) -> list[str]:
-    """Create the table, then attach it: ATTACH PARTITION locks the parent in SHARE UPDATE EXCLUSIVE
-    mode, which inserts do not wait for, where CREATE TABLE ... PARTITION OF would take ACCESS
-    EXCLUSIVE and stall every writer for as long as it waits.
+    """Create the table and its lookup index (on an empty table nothing else sees yet), then attach it:
+    ATTACH PARTITION locks the parent in SHARE UPDATE EXCLUSIVE mode, which inserts do not wait for,
+    where CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE and stall every writer for as long
+    as it waits.
 
     On Citus, attaching a table to the distributed parent distributes it from inside the transaction
     and ends in "involved in a distributed deadlock"; PARTITION OF creates the partition's shards with
@@ -35,10 +42,12 @@ def partition_ddl(day: date, *, citus: bool = False) -> list[str]:
     end = start + timedelta(days=1)
     name = partition_name(day)
     bounds = f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    index = f"CREATE INDEX {index_name(day)} ON {name} {INDEX_COLUMNS}"
     if citus:
-        return [f"CREATE TABLE {name} PARTITION OF market_odds_history {bounds}"]
+        return [f"CREATE TABLE {name} PARTITION OF market_odds_history {bounds}", index]
     return [
         f"CREATE TABLE {name} (LIKE market_odds_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+        index,
         f"ALTER TABLE market_odds_history ATTACH PARTITION {name} {bounds}",
     ]
 

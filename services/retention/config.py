@@ -24,6 +24,15 @@ class RetentionSettings(CommonSettings):
     lock_retries: int = Field(10, ge=1, le=1000)
     growth_warning_percent: float = Field(20.0, gt=0)
     size_critical_bytes: int = Field(50 * 1024**3, gt=0)
+    columnar_after_days: int = Field(
+        1,
+        ge=0,
+        le=366,
+        description="history days this many days before today (UTC) and older move to columnar storage; 0: never",
+    )
+    columnar_grace_minutes: int = Field(
+        60, ge=0, le=1440, description="minutes after midnight before a day that just closed is converted"
+    )
     delete_batch: int = Field(1000, ge=1, le=100_000)
     pool_size: int = Field(4, ge=2, le=64)
     database_wait_seconds: float = Field(60.0, gt=0)

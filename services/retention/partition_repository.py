@@ -9,15 +9,15 @@ from datetime import date, datetime
 import asyncpg
 
 from oddstore import citus
-from oddstore.history_partitions import partition_name
+from oddstore.history_partitions import index_name, partition_name
 from services.retention.naive_utc import aware
-from services.retention.partitions import AttachedPartition, parse_name
+from services.retention.partitions import AttachedPartition, chunk_group_rows, parse_name
 
 logger = logging.getLogger(__name__)
 
 _LIST_PARTITIONS = """
-SELECT c.relname, i.inhdetachpending, {size}(c.oid)
-FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+SELECT c.relname, i.inhdetachpending, {size}(c.oid), a.amname = 'columnar'
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_am a ON a.oid = c.relam
 WHERE i.inhparent = 'market_odds_history'::regclass
 ORDER BY c.relname
 """
@@ -28,7 +28,63 @@ LIST_PARTITIONS_CITUS = _LIST_PARTITIONS.format(size="citus_total_relation_size"
 
 async def list_partitions(conn: asyncpg.Connection) -> list[AttachedPartition]:
     rows = await conn.fetch(LIST_PARTITIONS_CITUS if await citus.installed(conn) else LIST_PARTITIONS)
-    return [AttachedPartition(r[0], parse_name(r[0]), r[2], r[1]) for r in rows]
+    return [AttachedPartition(r[0], parse_name(r[0]), r[2], r[1], r[3]) for r in rows]
+
+
+COLUMNAR_AVAILABLE = "SELECT EXISTS (SELECT 1 FROM pg_am WHERE amname = 'columnar')"
+SHARD_COUNT = "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = $1::regclass"
+ACCESS_METHOD = "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = to_regclass($1)"
+
+
+async def columnar_available(conn: asyncpg.Connection) -> bool:
+    """Whether the columnar access method is installed (the citus_columnar extension, revision 0008)."""
+    return bool(await conn.fetchval(COLUMNAR_AVAILABLE))
+
+
+async def convert_to_columnar(conn: asyncpg.Connection, day: date, lock_timeout: float) -> bool:
+    """Rewrites a closed day's partition as columnar, sorted by market and without its index, in one transaction:
+    interrupted anywhere, the day is still the heap partition it was, and a run again starts over. Returns False when
+    there is nothing to do (already columnar, or dropped meanwhile); raises LockNotAvailableError when the partition
+    stayed busy for `lock_timeout`.
+
+    ACCESS EXCLUSIVE on the day's partition only (not the parent): writes of other days go on; a late write for this
+    day and reads of it wait for the commit (the bench measures how long: bench.columnar), then the write goes into
+    the columnar table, which takes inserts. CLUSTER sorts the day by (event_id, bookmaker_slug, market_id) and the
+    columnar rewrite keeps that order, so each chunk group (sized by chunk_group_rows) holds a narrow range of events
+    and a history read of one market skips the others by the chunks' min/max: what keeps a day without its index
+    readable (~15 B a row against ~114 heap + B-tree; a few ms per day read against ~0.1: BENCHMARKS.md).
+    Citus's alter_old_partitions_set_access_method() would copy in arrival order and keep the index; on Citus,
+    CLUSTER, DROP INDEX and SET ACCESS METHOD on a partition all propagate to its shards, so the same statements
+    serve both (PostgreSQL 15 has ALTER TABLE ... SET ACCESS METHOD)."""
+    name, index = partition_name(day), index_name(day)
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
+        if await conn.fetchval(ACCESS_METHOD, name) is None:
+            return False
+        await conn.execute(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")
+        # Read again under the lock: another process may have converted it while this one waited.
+        if await conn.fetchval(ACCESS_METHOD, name) != "heap":
+            return False
+        if await conn.fetchval("SELECT to_regclass($1)", index) is not None:
+            await conn.execute(f"CLUSTER {name} USING {index}")
+            await conn.execute(f"DROP INDEX {index}")
+        else:
+            logger.warning("partition %s has no index %s: converted unsorted, its reads scan the day", name, index)
+        rows = await conn.fetchval(f"SELECT count(*) FROM {name}")
+        if await citus.installed(conn):
+            rows //= max(1, await conn.fetchval(SHARD_COUNT, name))
+            await conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")  # the next SET to the shards too
+        await conn.execute(f"SET LOCAL columnar.chunk_group_row_limit = {chunk_group_rows(rows)}")
+        await conn.execute(f"ALTER TABLE {name} SET ACCESS METHOD columnar")
+        # In the transaction: the columnar scan skips chunk groups by min/max only for a column whose statistics
+        # show it sorted (columnar.qual_pushdown_correlation_threshold); a day without them reads all of itself.
+        await conn.execute(f"ANALYZE {name}")
+    return True
+
+
+async def partition_size(conn: asyncpg.Connection, day: date) -> int:
+    size = "citus_total_relation_size" if await citus.installed(conn) else "pg_total_relation_size"
+    return int(await conn.fetchval(f"SELECT {size}($1::regclass)", partition_name(day)))
 
 
 async def partition_contents(conn: asyncpg.Connection, day: date) -> tuple[int, datetime | None]:

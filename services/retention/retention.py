@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
@@ -32,7 +32,7 @@ from services.retention.cleanup import (
 )
 from services.retention.config import RetentionSettings
 from services.retention.naive_utc import naive
-from services.retention.partitions import PartitionDay, days_ahead, expired_days, missing_days
+from services.retention.partitions import PartitionDay, closed_days, days_ahead, expired_days, missing_days
 from services.retention.schedule import due_slot
 from services.retention.storage import SAMPLES_KEPT, Alert, Sample, TableSize, growth_alert, sample_due, size_alert
 from services.retention.stored_settings import (
@@ -88,6 +88,7 @@ class Retention:
         self._settings = settings
         self._clock = clock
         self._on_horizon = on_horizon  # told the days ahead after every check (the health status follows it)
+        self._columnar_missing_told = False
 
     def now(self) -> datetime:
         now = self._clock()
@@ -134,6 +135,43 @@ class Retention:
         live = [p for p in attached if not p.detach_pending]
         ahead = days_ahead(self.now(), [p.day for p in live if p.day is not None])
         return [PartitionInfo(p.name, p.day, p.size_bytes) for p in live], ahead
+
+    async def convert_closed_days(self, limit: int | None = None) -> list[date]:
+        """Moves closed history days (columnar_after_days) to columnar storage, oldest first, at most `limit` of
+        them; returns the days converted. A day whose partition stays locked is left for the next call."""
+        settings = self._settings
+        if settings.columnar_after_days == 0:
+            return []
+        converted: list[date] = []
+        async with self._pool.acquire() as conn:
+            if not await partition_repo.columnar_available(conn):
+                if not self._columnar_missing_told:
+                    logger.warning("no columnar access method (citus_columnar not installed): closed days stay heap")
+                    self._columnar_missing_told = True
+                return []
+            attached = await partition_repo.list_partitions(conn)
+            sizes = {p.day: p.size_bytes for p in attached}
+            grace = timedelta(minutes=settings.columnar_grace_minutes)
+            for day in closed_days(attached, self.now(), settings.columnar_after_days, grace)[:limit]:
+                name, started = PartitionDay(day).name, time.perf_counter()
+                logger.info("converting %s to columnar (%d bytes)", name, sizes[day])
+                try:
+                    done = await partition_repo.convert_to_columnar(conn, day, settings.lock_timeout)
+                except asyncpg.exceptions.LockNotAvailableError:
+                    logger.warning("partition %s busy for %.1fs: left for the next check", name, settings.lock_timeout)
+                    break
+                if done:
+                    converted.append(day)
+                    metrics.PARTITIONS_CONVERTED.inc()
+                    size = await partition_repo.partition_size(conn, day)
+                    logger.info(
+                        "converted %s to columnar in %.1fs: %d -> %d bytes",
+                        name,
+                        time.perf_counter() - started,
+                        sizes[day],
+                        size,
+                    )
+        return converted
 
     # --- settings ---------------------------------------------------------------------------------------------
 
@@ -340,6 +378,8 @@ class Retention:
         steps = (
             ("partitions", self.ensure_partitions),
             ("schedule", self.run_if_due),
+            # One day per tick: a first start with many heap days converts them a tick apart, not in one long step.
+            ("columnar", lambda: self.convert_closed_days(limit=1)),
             ("sample", self.sample_storage_if_due),
             ("size", self.check_size),
         )

@@ -12,12 +12,14 @@ from services.writer.plan import event_row, plan_metadata
 from tests.factories import market, snapshot
 
 
-def test_on_citus_a_day_partition_is_one_partition_of_statement_with_the_same_bounds() -> None:
+def test_on_citus_a_day_partition_is_one_partition_of_statement_with_the_same_bounds_and_the_same_index() -> None:
     plain = partition_ddl(date(2026, 3, 1))
     on_citus = partition_ddl(date(2026, 3, 1), citus=True)
     bounds = "FOR VALUES FROM ('2026-03-01T00:00:00+00:00') TO ('2026-03-02T00:00:00+00:00')"
-    assert on_citus == [f"CREATE TABLE market_odds_history_p20260301 PARTITION OF market_odds_history {bounds}"]
-    assert [s.split()[0] for s in plain] == ["CREATE", "ALTER"] and plain[1].endswith(bounds)
+    index = "CREATE INDEX market_odds_history_p20260301_market_idx ON market_odds_history_p20260301"
+    assert on_citus[0] == f"CREATE TABLE market_odds_history_p20260301 PARTITION OF market_odds_history {bounds}"
+    assert on_citus[1].startswith(index) and plain[1].startswith(index)
+    assert [s.split()[0] for s in plain] == ["CREATE", "CREATE", "ALTER"] and plain[2].endswith(bounds)
 
 
 def test_a_subset_of_a_batch_needs_metadata_only_if_the_whole_batch_does() -> None:

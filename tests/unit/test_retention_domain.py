@@ -9,7 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oddstore.history_partitions import partition_name
-from services.retention.partitions import days_ahead, expired_days, missing_days, parse_name, required_days
+from services.retention.partitions import (
+    AttachedPartition,
+    chunk_group_rows,
+    closed_days,
+    day_start,
+    days_ahead,
+    expired_days,
+    missing_days,
+    parse_name,
+    required_days,
+)
 from services.retention.schedule import due_slot, next_run, slot_at_or_before
 from services.retention.storage import growth_alert, sample_due, size_alert
 from services.retention.stored_settings import InvalidSetting, SettingsUpdate, validated
@@ -127,3 +137,42 @@ def test_settings_validation_names_the_field_and_filters_platforms() -> None:
     cleaned = validated(SettingsUpdate(enabled_platforms=("betpawa", "x", "betpawa", "sportybet")))
     assert cleaned.enabled_platforms == ("betpawa", "sportybet")
     assert validated(SettingsUpdate()).enabled_platforms is None
+
+
+def heap(day: date, *, columnar: bool = False, pending: bool = False) -> AttachedPartition:
+    return AttachedPartition(partition_name(day), day, 0, pending, columnar)
+
+
+def test_closed_days_are_yesterday_and_before_once_the_grace_has_passed() -> None:
+    attached = [heap(date(2031, 1, d)) for d in range(1, 8)]
+    grace = timedelta(hours=1)
+    assert closed_days(attached, at(2031, 1, 7, 0, 59), 1, grace) == [date(2031, 1, d) for d in range(1, 6)]
+    assert closed_days(attached, at(2031, 1, 7, 1), 1, grace) == [date(2031, 1, d) for d in range(1, 7)]
+    assert closed_days(attached, at(2031, 1, 7, 1), 3, grace) == [date(2031, 1, d) for d in range(1, 5)]
+    assert closed_days(attached, at(2031, 1, 7, 1), 0, grace) == []
+
+
+def test_closed_days_skip_columnar_detaching_and_foreign_partitions() -> None:
+    attached = [
+        heap(date(2031, 1, 3)),
+        heap(date(2031, 1, 1), columnar=True),
+        heap(date(2031, 1, 2), pending=True),
+        AttachedPartition("market_odds_history_legacy", None, 0, False),
+        heap(date(2031, 1, 4)),
+    ]
+    assert closed_days(attached, at(2031, 1, 9), 1, timedelta()) == [date(2031, 1, 3), date(2031, 1, 4)]
+
+
+@given(st.dates(date(2020, 1, 1), date(2040, 1, 1)), st.integers(0, 30), st.integers(0, 1440))
+def test_a_closed_day_never_includes_today(today: date, after_days: int, grace_minutes: int) -> None:
+    attached = [heap(today + timedelta(days=k)) for k in range(-40, 3)]
+    now = day_start(today) + timedelta(hours=23, minutes=59)
+    days = closed_days(attached, now, after_days, timedelta(minutes=grace_minutes))
+    assert all(d <= today - timedelta(days=after_days) for d in days) and today not in days
+
+
+def test_chunk_groups_grow_with_the_square_root_of_a_day_within_columnar_bounds() -> None:
+    assert chunk_group_rows(0) == chunk_group_rows(20_000) == 1_000
+    assert chunk_group_rows(500_000) == 3_742
+    assert 12_000 < chunk_group_rows(6_192_000) < 14_000
+    assert chunk_group_rows(10**12) == 100_000
