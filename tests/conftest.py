@@ -85,26 +85,46 @@ async def _create(server_dsn: str, name: str) -> None:
     )
 
 
-async def _clone(server_dsn: str, template: str, name: str) -> None:
-    """`name` as a copy of `template` on every node: on Citus each node's database is copied from its own copy
-    of the template, so shards, placements and metadata stay consistent (the same ids on the same nodes)."""
+async def _seal(server_dsn: str, name: str) -> None:
+    """No connection to database `name` from now on, on any node that has it: CREATE DATABASE … TEMPLATE needs its
+    template idle, and DROP DATABASE … WITH (FORCE) needs nobody to come back. On Citus the nodes' maintenance
+    daemons connect to each other's copies of a database by themselves (2PC recovery, deadlock detection)."""
 
     async def on_node(dsn: str) -> None:
-        # CREATE DATABASE … TEMPLATE needs the template idle: Citus's maintenance daemon and the connections
-        # between nodes stay on a database its migration used. Nothing else connects to a template.
-        for attempt in range(5):
-            await _execute(dsn, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{template}'")
-            try:
-                await _execute(dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-                return
-            except asyncpg.exceptions.ObjectInUseError:
-                if attempt == 4:
-                    raise
+        conn = await asyncpg.connect(dsn)
+        try:
+            if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        finally:
+            await conn.close()
 
     await asyncio.gather(*(on_node(dsn) for dsn in await _admin_dsns(server_dsn)))
 
 
+async def _clone(server_dsn: str, template: str, name: str) -> None:
+    """`name` as a copy of the sealed `template` on every node: on Citus each node's database is copied from its
+    own copy of the template, so shards, placements and metadata stay consistent (the same ids on the same nodes)."""
+
+    async def on_node(dsn: str) -> None:
+        for attempt in range(10):
+            try:
+                await _execute(dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return
+            except asyncpg.exceptions.ObjectInUseError:
+                # A session ended by the seal, still exiting after the server's own 5 s wait for it.
+                if attempt == 9:
+                    raise
+
+    try:
+        await asyncio.gather(*(on_node(dsn) for dsn in await _admin_dsns(server_dsn)))
+    except BaseException:
+        await _drop(server_dsn, name)  # no copy left behind on the nodes where it was made
+        raise
+
+
 async def _drop(server_dsn: str, name: str) -> None:
+    await _seal(server_dsn, name)
     statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
     await asyncio.gather(*(_execute(dsn, statement) for dsn in await _admin_dsns(server_dsn)))
 
@@ -154,6 +174,7 @@ class Templates:
                 name = _name("oddstore_tmpl")
                 _run(_clone(self.server_dsn, self._template("empty"), name))
                 self.FILL[kind](dsn_for_database(self.server_dsn, name))
+            _run(_seal(self.server_dsn, name))
             self._made[kind] = name
         return self._made[kind]
 
