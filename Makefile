@@ -122,9 +122,12 @@ citus-up: citus
 citus-down:
 	deploy/citus/cluster.sh stop $(CITUS_DIR) $(CITUS_PORT)
 
-# The integration and end-to-end suites again, against the coordinator of the local cluster.
+# The integration and end-to-end suites again, against the coordinator of the local cluster. The plain server of
+# `make test` (TEST_PLAIN_DATABASE_URL, else TEST_DATABASE_URL) is what tests/e2e/test_citus_write_path.py compares
+# the cluster's contents with. -rs: every skip says why.
 test-citus: setup citus-up
-	TEST_DATABASE_URL=$(CITUS_URL) $(PY) -m pytest -q tests/integration tests/e2e
+	TEST_PLAIN_DATABASE_URL="$${TEST_PLAIN_DATABASE_URL:-$${TEST_DATABASE_URL:-}}" TEST_DATABASE_URL=$(CITUS_URL) \
+		$(PY) -m pytest -q -rs tests/integration tests/e2e
 
 # The write and read benchmarks on the local cluster beside plain PostgreSQL (DATABASE_URL, else 127.0.0.1:5432).
 bench-citus-write: setup citus-up

@@ -23,7 +23,27 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    # SQLSTATE 58030: on Citus, a COPY whose connection to a worker failed ("failed to COPY to shard … on
+    # host:port"); on one server, the disk failing a read or write. Neither is the request's fault.
+    asyncpg.exceptions.PostgresIOError,
 )
+
+# Citus reports some failures of its connections to a worker as an internal error (XX000), with no SQLSTATE
+# of their own, e.g. a worker stopped in the middle of a transaction: "failure on connection marked as
+# essential: 127.0.0.1:9701". Told apart by Citus 13's messages (remote_transaction.c, multi_copy.c).
+CITUS_NODE_FAILURES = (
+    "failure on connection marked as essential",
+    "failed to prepare transaction",
+    "could not connect to any active placements",
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` means "the database is not reachable right now": worth retrying, the request is fine."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, asyncpg.exceptions.InternalServerError) and str(exc).startswith(CITUS_NODE_FAILURES)
+
 
 # Errors that belong to the data a statement was given, so sending the same data again can never
 # succeed: SQLSTATE class 22 (data exception: a NUL in text, a value out of range), 23 (integrity

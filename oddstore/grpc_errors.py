@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import grpc
 
-from oddstore.db import TRANSIENT_ERRORS
+from oddstore.db import transient
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class StatusMapping:
             code = next((code for kind, code in self.codes if isinstance(exc, kind)), None)
             if code is not None:
                 await context.abort(code, details(str(exc)))
-            if isinstance(exc, TRANSIENT_ERRORS):
+            if transient(exc):
                 logger.warning("%s: database unavailable: %s", method, exc)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, details(f"database unavailable: {exc}"))
             logger.exception("%s failed", method)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A local Citus cluster for tests and benchmarks (issue 12): a coordinator on BASE_PORT and two workers on the
 # next two ports, each an initdb cluster on 127.0.0.1 with its data and sockets under DIR, trust auth, user
-# postgres. Usage: deploy/citus/cluster.sh start|stop|status DIR [BASE_PORT (default 9700)]
-# `start` is idempotent (initialises what is missing, starts what is stopped, registers what is unregistered).
+# postgres. Usage: deploy/citus/cluster.sh start|stop|status DIR [BASE_PORT (default 9700)] [NODE]
+# `start` is idempotent (initialises what is missing, starts what is stopped, registers what is unregistered);
+# `stop` stops every node, or only NODE (coordinator, worker1, worker2): the worker-restart test stops one.
 set -euo pipefail
-ACTION="${1:?usage: cluster.sh start|stop|status DIR [BASE_PORT]}"
-DIR="${2:?usage: cluster.sh start|stop|status DIR [BASE_PORT]}"
+USAGE="usage: cluster.sh start|stop|status DIR [BASE_PORT] [NODE (stop only)]"
+ACTION="${1:?$USAGE}"
+DIR="${2:?$USAGE}"
 BASE_PORT="${3:-9700}"
+ONLY="${4:-}"
 BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 NODES=(coordinator worker1 worker2)
 
@@ -50,6 +53,11 @@ CONF
   done
   local coordinator
   coordinator="$(port_of 0)"
+  # A transaction a worker had prepared when it stopped keeps its row locks until the coordinator's recovery
+  # commits it, every citus.recover_2pc_interval (default 1 min): writes to those rows wait as long. 5 s here,
+  # so that the worker-restart test does not wait a minute (ALTER SYSTEM: clusters made before this change too).
+  sql "$coordinator" "ALTER SYSTEM SET citus.recover_2pc_interval TO '5s'"
+  sql "$coordinator" "SELECT pg_reload_conf()" >/dev/null
   sql "$coordinator" "SELECT citus_set_coordinator_host('127.0.0.1', $coordinator)" >/dev/null
   for i in 1 2; do
     sql "$coordinator" "SELECT citus_add_node('127.0.0.1', $(port_of "$i"))
@@ -60,12 +68,17 @@ CONF
 }
 
 stop() {
-  for node in "${NODES[@]}"; do
+  local nodes=("${NODES[@]}")
+  if [ -n "$ONLY" ]; then
+    [[ " ${NODES[*]} " == *" $ONLY "* ]] || { echo "no node $ONLY: one of ${NODES[*]}" >&2; exit 2; }
+    nodes=("$ONLY")
+  fi
+  for node in "${nodes[@]}"; do
     if [ -f "$DIR/$node/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$DIR/$node" status >/dev/null 2>&1; then
       as_pg "$BIN/pg_ctl" -D "$DIR/$node" -m fast -w stop >/dev/null
     fi
   done
-  echo "citus cluster under $DIR stopped"
+  echo "citus cluster under $DIR: ${nodes[*]} stopped"
 }
 
 status() {
@@ -79,5 +92,5 @@ case "$ACTION" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: cluster.sh start|stop|status DIR [BASE_PORT]" >&2; exit 2 ;;
+  *) echo "$USAGE" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@ import grpc
 
 from oddstore import codec
 from oddstore.convert import event_from_pb, from_timestamp, market_from_pb, to_timestamp
-from oddstore.db import TRANSIENT_ERRORS
+from oddstore.db import transient
 from oddstore.v1 import snapshot_pb2, writer_pb2, writer_pb2_grpc
 from services.writer import metrics
 from services.writer.change_detection import MarketKey
@@ -122,11 +122,11 @@ class WriterServicer(writer_pb2_grpc.WriterServiceServicer):
         snapshots = [observed_from_pb(s) for s in request.snapshots]
         try:
             results = await self._writer.write(snapshots)
-        except TRANSIENT_ERRORS as exc:
-            metrics.ERRORS.labels("database_unavailable").inc()
-            logger.warning("batch of %d snapshots not written, database unavailable: %s", len(snapshots), exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable, nothing written: {exc}")
-        except Exception:
+        except Exception as exc:
+            if transient(exc):
+                metrics.ERRORS.labels("database_unavailable").inc()
+                logger.warning("batch of %d snapshots not written, database unavailable: %s", len(snapshots), exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable, nothing written: {exc}")
             metrics.ERRORS.labels("internal").inc()
             logger.exception("batch of %d snapshots failed", len(snapshots))
             await context.abort(grpc.StatusCode.INTERNAL, "write failed, nothing written; see writer log")

@@ -10,7 +10,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from oddstore import migrate
 from oddstore.v1 import retention_pb2 as pb
 from oddstore.v1 import retention_pb2_grpc
 from services.retention import bootstrap
@@ -30,9 +29,8 @@ class Service:
 
 
 @pytest.fixture
-async def dsn(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    migrate.upgrade(url)
+async def dsn(make_migrated_database: Callable[[], str]) -> str:
+    url = make_migrated_database()
     # A run a crashed process left behind, to be closed out at start-up.
     conn = await asyncpg.connect(url)
     try:

@@ -14,7 +14,6 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from oddstore import migrate
 from oddstore.v1 import query_pb2 as pb
 from oddstore.v1 import query_pb2_grpc
 from services.query import bootstrap
@@ -227,11 +226,10 @@ async def test_after_a_change_the_stale_entry_is_not_served_and_the_answer_has_t
 
 
 async def test_a_cleanup_run_makes_entries_stale_so_history_it_deleted_is_not_served(
-    make_database: Callable[[], str], redis_server: RedisServer
+    make_migrated_database: Callable[[], str], redis_server: RedisServer
 ) -> None:
     # A database of its own: the cleanup run drops partitions and rows of every test's events.
-    dsn = make_database()
-    migrate.upgrade(dsn)
+    dsn = make_migrated_database()
     s = await _start(dsn, redis_server.url)
     try:
         e, old, recent = new_event_id(), now() - timedelta(days=16), now() - timedelta(minutes=30)

@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import pytest
 
-from oddstore import migrate
 from oddstore.history_partitions import ensure_partition, partition_name
 from services.retention.cleanup import INTERRUPTED, CleanupInProgress
 from services.retention.config import RetentionSettings
@@ -37,11 +36,9 @@ class FakeClock:
 
 
 @pytest.fixture
-def dsn(make_database: Callable[[], str]) -> str:
+def dsn(make_migrated_database: Callable[[], str]) -> str:
     """A database of its own per test: these tests drop partitions and delete rows of every table."""
-    url = make_database()
-    migrate.upgrade(url)
-    return url
+    return make_migrated_database()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from oddstore import migrate
 from services.retention.config import RetentionSettings
 from services.retention.retention import AlertNotFound, Retention
 from services.retention.stored_settings import InvalidSetting, SettingsUpdate
@@ -19,10 +18,8 @@ from tests.polling import eventually
 
 
 @pytest.fixture
-def dsn(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    migrate.upgrade(url)
-    return url
+def dsn(make_migrated_database: Callable[[], str]) -> str:
+    return make_migrated_database()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The shared translation of domain and database errors to gRPC status codes."""
+"""The translation of domain and database errors to gRPC status codes: the read servicers' shared one, the writer's."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import grpc
 import pytest
 
 from oddstore.grpc_errors import StatusMapping
+from oddstore.v1 import writer_pb2
+from services.writer.grpc_api import WriterServicer
+from services.writer.writer import Writer
 
 
 class Missing(LookupError):
@@ -112,3 +115,46 @@ async def test_a_message_quoting_a_huge_input_is_cut_to_fit_the_status_header() 
     status = await status_of(work)
     assert status is not None and status[0] == grpc.StatusCode.NOT_FOUND
     assert len(status[1]) == 1000 and status[1].startswith("market 'xxx") and status[1].endswith("…")
+
+
+CITUS_WORKER_DOWN = [
+    asyncpg.exceptions.InternalServerError("failure on connection marked as essential: 127.0.0.1:9701"),
+    asyncpg.exceptions.InternalServerError("failed to prepare transaction 'citus_0_51_7_2' on host 127.0.0.1:9701"),
+    asyncpg.exceptions.InternalServerError("could not connect to any active placements"),
+    asyncpg.exceptions.PostgresIOError("failed to COPY to shard 102010 on 127.0.0.1:9701"),
+    asyncpg.exceptions.ConnectionFailureError("connection to the remote node postgres@127.0.0.1:9701 failed"),
+]
+
+
+@pytest.mark.parametrize("exc", CITUS_WORKER_DOWN, ids=lambda e: str(e)[:40])
+async def test_a_citus_worker_out_of_reach_answers_unavailable(exc: Exception) -> None:
+    code, message = await status_of(failing(exc)) or (None, "")
+    assert code is grpc.StatusCode.UNAVAILABLE and message == f"database unavailable: {exc}"
+
+
+async def test_other_internal_errors_of_the_database_answer_internal() -> None:
+    internal = asyncpg.exceptions.InternalServerError("no partition of relation found for row")
+    assert await status_of(failing(internal)) == (grpc.StatusCode.INTERNAL, "GetThing failed; see the demo service log")
+
+
+class FailingWriter:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def write(self, snapshots: object) -> list[object]:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [(CITUS_WORKER_DOWN[0], grpc.StatusCode.UNAVAILABLE), (RuntimeError("bug"), grpc.StatusCode.INTERNAL)],
+    ids=["citus worker down", "a bug"],
+)
+async def test_the_writer_answers_a_citus_worker_out_of_reach_as_unavailable_and_a_bug_as_internal(
+    exc: Exception, code: grpc.StatusCode
+) -> None:
+    servicer = WriterServicer(cast(Writer, FailingWriter(exc)))
+    context = FakeContext()
+    with pytest.raises(grpc.aio.AbortError):
+        await servicer.WriteBatch(writer_pb2.WriteBatchRequest(), cast(grpc.aio.ServicerContext, context))
+    assert context.status is not None and context.status[0] is code
