@@ -81,11 +81,18 @@ def _deleted(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def delete_in_batches(conn: asyncpg.Connection, sql: str, args: Sequence[Any], batch: int) -> int:
-    """Repeats a DELETE of at most `batch` rows until nothing is left; each statement commits on its own."""
+async def delete_in_batches(
+    conn: asyncpg.Connection, sql: str, args: Sequence[Any], batch: int, *, metadata: bool = False
+) -> int:
+    """Repeats a DELETE of at most `batch` rows until nothing is left; each statement commits on its own. With
+    `metadata` (a delete from the shared event tables), on Citus each takes its turn with the writers first."""
+    turn = metadata and await citus.installed(conn)
     total = 0
     while True:
-        n = _deleted(await conn.execute(sql, *args, batch))
+        async with conn.transaction():
+            if turn:
+                await conn.execute(citus.METADATA_TURN)
+            n = _deleted(await conn.execute(sql, *args, batch))
         total += n
         if n == 0:
             return total
@@ -129,6 +136,7 @@ async def delete_expired_events(conn: asyncpg.Connection, match_cutoff: datetime
                 # event_bookmakers and events are reference tables with foreign keys: Citus refuses to modify them
                 # after a parallel multi-shard statement (the DELETE from latest_snapshots) in one transaction.
                 await conn.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+                await conn.execute(citus.METADATA_TURN)
             await conn.execute(DELETE_LATEST, ids)
             await conn.execute(DELETE_EVENT_BOOKMAKERS, ids)
             kickoffs = [aware(r[0]) for r in await conn.fetch(DELETE_EVENTS, ids)]
@@ -158,7 +166,7 @@ async def delete_empty_tournaments(
 ) -> None:
     cutoff = naive(match_cutoff)
     try:
-        counts.tournaments += await delete_in_batches(conn, DELETE_EMPTY_TOURNAMENTS, (cutoff,), batch)
+        counts.tournaments += await delete_in_batches(conn, DELETE_EMPTY_TOURNAMENTS, (cutoff,), batch, metadata=True)
         counts.competitor_tournaments += await delete_in_batches(
             conn, DELETE_EMPTY_COMPETITOR_TOURNAMENTS, (cutoff,), batch
         )

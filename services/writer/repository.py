@@ -34,12 +34,6 @@ WHERE s.event_id = v.event_id AND s.bookmaker_slug = v.bookmaker_slug
 # with foreign keys between them, and Citus refuses to modify those after a parallel multi-shard statement in
 # the same transaction; the odds statements before them (claiming pairs, upserts, COPY) are multi-shard.
 SEQUENTIAL_SHARDS = "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
-# Citus only, with SEQUENTIAL_SHARDS: one metadata-writing batch at a time across writers. Each such batch takes
-# Citus's shard locks of the reference tables shared (the odds tables' writes) and then exclusive (its metadata);
-# two of them at once deadlocked ("involved in a distributed deadlock", bench-citus-write with 2 writers in the
-# cycle that creates every event). Taken first in the transaction, this lock makes them queue instead. Only
-# batches with new or changed events take it; steady scraping of known events never does.
-METADATA_TURN = "SELECT pg_advisory_xact_lock(hashtext('oddstore.writer.metadata'))"
 
 LOAD_PAIRS = """
 SELECT c.event_id, c.bookmaker_slug, c.market_id, c.line, c.outcomes, c.unavailable_at IS NULL

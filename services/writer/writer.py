@@ -163,7 +163,7 @@ class Writer:
         async with self._pool.acquire() as conn, conn.transaction():
             if sequential:
                 await conn.execute(repo.SEQUENTIAL_SHARDS)
-                await conn.execute(repo.METADATA_TURN)
+                await conn.execute(citus.METADATA_TURN)  # only batches with new or changed events
             claimed = await repo.claim_pairs(conn, pairs)
             stored = await self._stored_states(conn, pairs, claimed)
             rejected = await self._check_events(conn, [snapshots[i] for i in order])
