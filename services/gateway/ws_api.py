@@ -56,9 +56,17 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def _send(websocket: WebSocket, socket: Socket) -> None:
-    # The only writer of the socket: replies (pong, subscription_update) go through the same queue.
+    # The only writer of the socket: replies (pong, subscription_update) go through the same queue. One writer
+    # commit queues ~65 frames to every socket at once: they are all sent in one wake-up of this task.
+    frames = socket.frames
     while True:
-        await websocket.send_text(await socket.frames.get())
+        frame = await frames.get()
+        while True:
+            await websocket.send_text(frame)
+            try:
+                frame = frames.get_nowait()
+            except asyncio.QueueEmpty:
+                break
 
 
 async def _receive(websocket: WebSocket, socket: Socket, idle_seconds: float) -> bool:
