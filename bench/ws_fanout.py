@@ -7,8 +7,9 @@ permessage-deflate as browsers do) connect from this process; then `--rounds` ti
 events are pushed at once (SIGUSR1 to the child, as one writer commit of ~200 snapshots reaches the gateway as ~65
 events), so each round is events × clients frames. Measured per variant: push → last frame received (ms, mean of
 the rounds) and the gateway's CPU (utime + stime from /proc) per frame sent, in µs. Variants: `baseline` (uvicorn's
-defaults, one frame per sender wake-up: the code before 2026-11-27), then each change on top of the last. Progress
-goes to stderr; the table to stdout.
+defaults: permessage-deflate accepted, one `transport.write` per frame; the gateway before 2026-11-27), then each
+change on top of the last. The clients share the machine with the gateway: push → last frame includes their time.
+Progress goes to stderr; the table to stdout.
 """
 
 from __future__ import annotations
@@ -36,20 +37,18 @@ from bench.results import configure_logging
 from bench.services import free_port
 from oddstore import runtime
 from oddstore.v1 import query_pb2
-from services.gateway import ws_api
 from services.gateway.app import create_app
 from services.gateway.live import LiveOdds
 from services.gateway.ws_protocol import CoalescingWebSocketProtocol
 
 logger = logging.getLogger("bench.ws_fanout")
 
-# name → (permessage-deflate accepted by the server, sender, frames written once per tick (ws_protocol.py)): each
+# name → (permessage-deflate accepted by the server, frames written once per loop tick (ws_protocol.py)): each
 # variant is the one before plus one change.
-VARIANTS: dict[str, tuple[bool, str, bool]] = {
-    "baseline": (True, "per-frame", False),
-    "deflate off": (False, "per-frame", False),
-    "+ sender drains its queue": (False, "drain", False),
-    "+ one write per tick": (False, "drain", True),
+VARIANTS: dict[str, tuple[bool, bool]] = {
+    "baseline": (True, False),
+    "deflate off": (False, False),
+    "+ one write per tick": (False, True),
 }
 
 
@@ -75,7 +74,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)  # child mode: the gateway's port
     p.add_argument("--deflate", type=int, default=1, help=argparse.SUPPRESS)
-    p.add_argument("--sender", default="drain", help=argparse.SUPPRESS)
     p.add_argument("--coalesce", type=int, default=1, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -97,16 +95,8 @@ class SilentQuery:
         yield  # pragma: no cover
 
 
-async def _send_per_frame(websocket: Any, socket: Any) -> None:
-    # The sender before 2026-11-27, kept here for the baseline: one ASGI send per await of the queue.
-    while True:
-        await websocket.send_text(await socket.frames.get())
-
-
 async def serve(args: argparse.Namespace) -> None:
     runtime.tune_gc()
-    if args.sender == "per-frame":
-        ws_api._send = _send_per_frame  # type: ignore[assignment]
     live = LiveOdds(SilentQuery(), window_seconds=1.0)  # type: ignore[arg-type]
     app = create_app(SilentQuery(), live=live, ws_idle_seconds=3600)  # type: ignore[arg-type]
     next_event = [1]
@@ -146,9 +136,9 @@ async def read(ws: ClientConnection, received: list[int], wake: asyncio.Event) -
                 wake.set()
 
 
-def start_gateway(port: int, deflate: bool, sender: str, coalesce: bool, events: int) -> subprocess.Popen[bytes]:
-    argv = ["--serve", str(port), "--deflate", str(int(deflate)), "--sender", sender, "--events", str(events)]
-    argv += ["--coalesce", str(int(coalesce))]
+def start_gateway(port: int, deflate: bool, coalesce: bool, events: int) -> subprocess.Popen[bytes]:
+    argv = ["--serve", str(port), "--deflate", str(int(deflate)), "--coalesce", str(int(coalesce))]
+    argv += ["--events", str(events)]
     return subprocess.Popen([sys.executable, "-m", "bench.ws_fanout", *argv], stderr=subprocess.DEVNULL)
 
 
@@ -165,9 +155,9 @@ async def wait_up(child: subprocess.Popen[bytes], url: str) -> None:
 
 
 async def measure(args: argparse.Namespace, variant: str) -> Result:
-    deflate, sender, coalesce = VARIANTS[variant]
+    deflate, coalesce = VARIANTS[variant]
     port = free_port()
-    child = start_gateway(port, deflate, sender, coalesce, args.events)
+    child = start_gateway(port, deflate, coalesce, args.events)
     result = Result(variant)
     sockets: list[ClientConnection] = []
     tasks: list[asyncio.Task[None]] = []

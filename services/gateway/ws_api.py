@@ -56,17 +56,11 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def _send(websocket: WebSocket, socket: Socket) -> None:
-    # The only writer of the socket: replies (pong, subscription_update) go through the same queue. One writer
-    # commit queues ~65 frames to every socket at once: they are all sent in one wake-up of this task.
-    frames = socket.frames
+    # The only writer of the socket: replies (pong, subscription_update) go through the same queue. A writer commit
+    # queues ~65 frames at once; `get` returns without suspending while frames are queued, so they already go out
+    # in one wake-up (a get_nowait loop here measured no different, 7.6 vs 7.7 µs per frame: bench/ws_fanout.py).
     while True:
-        frame = await frames.get()
-        while True:
-            await websocket.send_text(frame)
-            try:
-                frame = frames.get_nowait()
-            except asyncio.QueueEmpty:
-                break
+        await websocket.send_text(await socket.frames.get())
 
 
 async def _receive(websocket: WebSocket, socket: Socket, idle_seconds: float) -> bool:
