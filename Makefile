@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/oddstore/v1/*.proto)
 GEN_STAMP := oddstore/v1/.generated
 
-.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover bench-feed bench-security bench-columnar clean
+.PHONY: setup proto run test test-fast lint format bench-write bench-read bench-retention bench-takeover bench-feed bench-ws-fanout bench-security bench-columnar clean
 
 setup: $(STAMP) $(GEN_STAMP)
 
@@ -55,6 +55,10 @@ bench-takeover: setup
 
 bench-feed: setup
 	$(PY) -m bench.feed $(BENCH_ARGS)
+
+# The gateway's CPU per WebSocket frame sent with 1,000 sockets, before and after each change to the send path.
+bench-ws-fanout: setup
+	$(PY) -m bench.ws_fanout $(BENCH_ARGS)
 
 # The cost of TLS, mTLS and authentication: the same writes and reads, plain and secured, in one run.
 bench-security: setup

@@ -56,7 +56,9 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def _send(websocket: WebSocket, socket: Socket) -> None:
-    # The only writer of the socket: replies (pong, subscription_update) go through the same queue.
+    # The only writer of the socket: replies (pong, subscription_update) go through the same queue. A writer commit
+    # queues ~65 frames at once; `get` returns without suspending while frames are queued, so they already go out
+    # in one wake-up (a get_nowait loop here measured no different, 7.6 vs 7.7 µs per frame: bench/ws_fanout.py).
     while True:
         await websocket.send_text(await socket.frames.get())
 

@@ -23,6 +23,7 @@ from services.gateway.bootstrap import build_server
 from services.gateway.config import GatewaySettings
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
+from services.gateway.ws_protocol import CoalescingWebSocketProtocol
 from tests.gateway_fakes import (
     FakeRetentionBackend,
     start_fake_backend,
@@ -58,7 +59,17 @@ async def gateway(users_file: Path) -> AsyncIterator[Gateway]:
         RetentionClient(retention.address, TIMEOUT_SECONDS),
         users=users.load(users_file),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    # As bootstrap serves it, so the WebSocket refusals go through its protocol too.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        lifespan="on",
+        ws=CoalescingWebSocketProtocol,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     await eventually(lambda: server.started, "the gateway serving")
     port = server.servers[0].sockets[0].getsockname()[1]

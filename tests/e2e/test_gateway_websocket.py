@@ -22,6 +22,7 @@ from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2
 from services.gateway.app import create_app
 from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
+from services.gateway.ws_protocol import CoalescingWebSocketProtocol
 from services.ingest import bootstrap as ingest_bootstrap
 from services.ingest.config import IngestSettings
 from services.query import bootstrap as query_bootstrap
@@ -72,7 +73,17 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
     client = QueryClient(f"127.0.0.1:{proxy.port}", TIMEOUT_SECONDS)
     timer = ManualTimer()
     live = LiveOdds(client, window_seconds=1.0, timer=timer)
-    config = uvicorn.Config(create_app(client, live=live), host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    app = create_app(client, live=live)
+    # As bootstrap serves it: frames written once per loop tick, uncompressed.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        lifespan="on",
+        ws=CoalescingWebSocketProtocol,
+        ws_per_message_deflate=False,
+    )
     gateway = uvicorn.Server(config)
     serving = asyncio.create_task(gateway.serve())
     await eventually(lambda: gateway.started, "the gateway serving")
@@ -169,6 +180,21 @@ async def test_an_ingested_change_reaches_the_socket_at_once_and_later_ones_merg
             lambda: stack.query.cache.books_of(e)["sportybet"].captured_at == t + timedelta(minutes=3), "confirmed"
         )
         assert e not in stack.live.pending
+
+
+async def test_a_commits_changes_to_many_events_arrive_as_one_message_per_event_however_they_are_written(
+    stack: Stack,
+) -> None:
+    # 300 messages of ~300 bytes leave in one loop tick: written together (ws_protocol.py), and past FLUSH_BYTES.
+    async with connect(stack.url + "?topics=odds_updates") as ws:
+        assert (await receive(ws))["type"] == "connection_ack"
+        await stack.live_following()
+        events, t = [new_event_id() for _ in range(300)], now() - timedelta(minutes=10)
+        await stack.submit(*(snapshot(e, t, [market()]) for e in events))
+        received = [await receive(ws) for _ in events]
+        assert {m["type"] for m in received} == {"odds_update"}
+        assert sorted(m["data"]["event_id"] for m in received) == events
+        await nothing_queued(ws)
 
 
 async def test_a_change_made_while_the_gateways_stream_was_down_still_reaches_the_socket(stack: Stack) -> None:
