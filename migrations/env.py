@@ -4,13 +4,12 @@ import asyncio
 import os
 from logging.config import fileConfig
 
-import asyncpg
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from oddstore.config import DEFAULT_DATABASE_URL
+from oddstore import db
 
 config = context.config
 
@@ -22,11 +21,20 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 def database_url() -> str:
     """A URL set on the config wins over DATABASE_URL; both may be postgresql+asyncpg://. Returned as asyncpg's
     postgresql:// URL."""
-    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL") or db.DEFAULT_DATABASE_URL
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql://" + url.removeprefix(prefix)
     raise RuntimeError(f"DATABASE_URL must be a postgresql:// URL, got {url.split('://')[0]}://…")
+
+
+def database_password() -> str | None:
+    """Given by a programmatic caller (oddstore.migrate, which read DATABASE_PASSWORD_FILE), else, under `alembic`
+    itself, DATABASE_PASSWORD_FILE's; None: the URL's own, if any."""
+    if "database_password" in config.attributes:
+        password: str | None = config.attributes["database_password"]
+        return password
+    return db.password_from_environment()
 
 
 def do_run_migrations(connection: Connection) -> None:
@@ -36,11 +44,11 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
-    url = database_url()
+    url, password = database_url(), database_password()
     # asyncpg reads the whole URL itself, TLS parameters included (sslmode, sslrootcert): SQLAlchemy would pass
     # the URL's query on as keyword arguments, which asyncpg.connect does not take.
     engine = create_async_engine(
-        "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(url), poolclass=NullPool
+        "postgresql+asyncpg://", async_creator=lambda: db.connect(url, password=password), poolclass=NullPool
     )
     try:
         async with engine.connect() as connection:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BeforeValidator, Field, FilePath, model_validator
+from pydantic import BeforeValidator, Field, FilePath, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from oddstore import callers
+from oddstore import callers, db
 from oddstore.tls import TlsFiles
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oddstore"
+DEFAULT_DATABASE_URL = db.DEFAULT_DATABASE_URL
 
 
 # A service's <PREFIX>_ALLOWED_CLIENTS: "ingest,query", or "*" for any certificate of the CA (oddstore.callers).
@@ -48,3 +49,27 @@ class CommonSettings(TlsSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
     grace_seconds: float = Field(10.0, gt=0, alias="SHUTDOWN_GRACE_SECONDS")
+
+
+class DatabaseSettings(BaseSettings):
+    """How a service reaches PostgreSQL: the URL, and the password as a file (DATABASE_PASSWORD_FILE, e.g. a compose
+    secret) so that the URL, which is an environment variable, need not carry it. Without the file, the URL's
+    password (or PGPASSWORD, ~/.pgpass) is used, as before."""
+
+    database_url: str = Field(db.DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    # Empty means unset, as for the migrations (db.password_from_environment).
+    database_password_file: Annotated[Path | None, BeforeValidator(lambda v: v or None)] = Field(
+        None, alias=db.PASSWORD_FILE_VARIABLE
+    )
+    # Read once, here, so that a missing or unreadable file fails at start-up; private: not in repr or dumps.
+    _database_password: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _read_database_password(self) -> Self:
+        if self.database_password_file is not None:
+            self._database_password = db.read_password(self.database_password_file)
+        return self
+
+    @property
+    def database_password(self) -> str | None:
+        return self._database_password

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -57,8 +61,55 @@ CONTENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4, wait_seconds: float = 30.0) -> asyncpg.Pool:
-    """Opens the pool, retrying while the database starts; raises after `wait_seconds`."""
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oddstore"
+
+# The password as a file (a compose secret) rather than in DATABASE_URL, where `docker inspect` and every process
+# listing of the container's environment would show it.
+PASSWORD_FILE_VARIABLE = "DATABASE_PASSWORD_FILE"
+
+
+class DatabasePasswordError(Exception):
+    """The password file cannot be used. Not a ValueError on purpose: pydantic would wrap that in a
+    ValidationError whose text repeats the settings' inputs, DATABASE_URL (maybe with a password) included."""
+
+
+def read_password(path: str | os.PathLike[str]) -> str:
+    """The password in `path`, without trailing line breaks, as the PostgreSQL image's entrypoint reads
+    POSTGRES_PASSWORD_FILE (`$(cat file)`), so the server and its clients agree on the same file. Errors name the
+    variable and the file, never the content."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        message = f"{PASSWORD_FILE_VARIABLE}={path}: cannot read the password file: {reason}"
+        raise DatabasePasswordError(message) from None
+    password = text.rstrip("\n")
+    if not password:
+        raise DatabasePasswordError(f"{PASSWORD_FILE_VARIABLE}={path}: the password file is empty")
+    return password
+
+
+def password_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
+    """The password of DATABASE_PASSWORD_FILE when it is set, else None (DATABASE_URL, PGPASSWORD or ~/.pgpass then
+    decide, as libpq's rules that asyncpg follows)."""
+    path = (os.environ if environ is None else environ).get(PASSWORD_FILE_VARIABLE)
+    return read_password(path) if path else None
+
+
+async def connect(dsn: str, *, password: str | None = None, **kwargs: Any) -> asyncpg.Connection:
+    """One connection. `password`, when given, wins over one in the URL; the URL itself may then carry none."""
+    return await asyncpg.connect(dsn, password=password, **kwargs)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    password: str | None = None,
+    min_size: int = 1,
+    max_size: int = 4,
+    wait_seconds: float = 30.0,
+) -> asyncpg.Pool:
+    """Opens the pool, retrying while the database starts; raises after `wait_seconds`. `password` as `connect`."""
     # Hand-written, not tenacity: the same loop there (AsyncRetrying with retry, stop, wait, before_sleep and
     # reraise, then the ConnectionError) is no shorter, and would be one more dependency in every image.
     deadline = time.monotonic() + wait_seconds
@@ -66,7 +117,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4, wait_se
     while True:
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, command_timeout=60
+                dsn, password=password, min_size=min_size, max_size=max_size, command_timeout=60
             )
             return pool
         except TRANSIENT_ERRORS as exc:

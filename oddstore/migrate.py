@@ -14,13 +14,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from oddstore import pawarisk_conversion, takeover
-from oddstore.config import DEFAULT_DATABASE_URL
+from oddstore import db, pawarisk_conversion, takeover
 from oddstore.takeover import OLD_HEAD, TakeoverRefused
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
@@ -28,10 +26,12 @@ ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 logger = logging.getLogger(__name__)
 
 
-def alembic_config(dsn: str) -> Config:
+def alembic_config(dsn: str, password: str | None = None) -> Config:
     config = Config(str(ALEMBIC_INI))
     # '%' is ConfigParser's interpolation character; a password could contain one.
     config.set_main_option("sqlalchemy.url", dsn.replace("%", "%%"))
+    # For migrations/env.py; an attribute, not an option: options end up in Alembic's messages.
+    config.attributes["database_password"] = password
     # Callers own logging; env.py must not reconfigure it from the ini file.
     config.attributes["configure_logger"] = False
     return config
@@ -78,9 +78,9 @@ def _before_distribution(dsn: str) -> str:
     return down
 
 
-async def _adopt_if_old_head(dsn: str, ours: set[str]) -> None:
+async def _adopt_if_old_head(dsn: str, password: str | None, ours: set[str]) -> None:
     """Adopts a database at the old head; refuses any other revision that is not ours."""
-    conn = await asyncpg.connect(_asyncpg_dsn(dsn))
+    conn = await db.connect(_asyncpg_dsn(dsn), password=password)
     try:
         if not await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
             return
@@ -99,8 +99,8 @@ async def _adopt_if_old_head(dsn: str, ours: set[str]) -> None:
         await conn.close()
 
 
-async def _unadopt(dsn: str, *, check_only: bool) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(dsn))
+async def _unadopt(dsn: str, password: str | None, *, check_only: bool) -> None:
+    conn = await db.connect(_asyncpg_dsn(dsn), password=password)
     try:
         if check_only:
             await takeover.require_taken_over(conn)
@@ -114,8 +114,8 @@ def _asyncpg_dsn(dsn: str) -> str:
     return dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def _convert(dsn: str, batch_ids: int, after_batch: Callable[[int], None] | None) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(dsn))
+async def _convert(dsn: str, password: str | None, batch_ids: int, after_batch: Callable[[int], None] | None) -> None:
+    conn = await db.connect(_asyncpg_dsn(dsn), password=password)
     try:
         await pawarisk_conversion.convert(conn, batch_ids=batch_ids, after_batch=after_batch)
     finally:
@@ -128,16 +128,17 @@ def upgrade(
     *,
     batch_ids: int = pawarisk_conversion.BATCH_IDS,
     after_batch: Callable[[int], None] | None = None,
+    password: str | None = None,
 ) -> None:
     """Raises TakeoverRefused for a database this project cannot take over as it is. Run again after an
     interruption, it resumes a taken-over database's conversion where it stopped."""
     ours = our_revisions(dsn)
-    _run(lambda: asyncio.run(_adopt_if_old_head(dsn, ours)))
+    _run(lambda: asyncio.run(_adopt_if_old_head(dsn, password, ours)))
     staged = revision == "head"
-    _run(lambda: command.upgrade(alembic_config(dsn), _before_distribution(dsn) if staged else revision))
-    _run(lambda: asyncio.run(_convert(dsn, batch_ids, after_batch)))
+    _run(lambda: command.upgrade(alembic_config(dsn, password), _before_distribution(dsn) if staged else revision))
+    _run(lambda: asyncio.run(_convert(dsn, password, batch_ids, after_batch)))
     if staged:
-        _run(lambda: command.upgrade(alembic_config(dsn), revision))
+        _run(lambda: command.upgrade(alembic_config(dsn, password), revision))
 
 
 def _pending_revisions(dsn: str, current: str | None) -> list[str]:
@@ -145,8 +146,8 @@ def _pending_revisions(dsn: str, current: str | None) -> list[str]:
     return [r.revision for r in reversed(list(script.iterate_revisions("head", current or "base")))]
 
 
-async def _plan(dsn: str, ours: set[str]) -> list[str]:
-    conn = await asyncpg.connect(_asyncpg_dsn(dsn))
+async def _plan(dsn: str, password: str | None, ours: set[str]) -> list[str]:
+    conn = await db.connect(_asyncpg_dsn(dsn), password=password)
     try:
         versions = []
         if await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
@@ -186,23 +187,23 @@ async def _plan(dsn: str, ours: set[str]) -> list[str]:
         await conn.close()
 
 
-def plan(dsn: str) -> list[str]:
+def plan(dsn: str, *, password: str | None = None) -> list[str]:
     """What `upgrade` would do, as lines for a person; reads only."""
     ours = our_revisions(dsn)
     result: list[str] = []
-    _run(lambda: result.extend(asyncio.run(_plan(dsn, ours))))
+    _run(lambda: result.extend(asyncio.run(_plan(dsn, password, ours))))
     return result
 
 
-def downgrade(dsn: str, revision: str = "base") -> None:
+def downgrade(dsn: str, revision: str = "base", *, password: str | None = None) -> None:
     """`revision` may be the pawaRisk head for a database that was taken over from it."""
     if revision != OLD_HEAD:
-        _run(lambda: command.downgrade(alembic_config(dsn), revision))
+        _run(lambda: command.downgrade(alembic_config(dsn, password), revision))
         return
     # Checked first: a database that was never pawaRisk's must not lose our tables on the way to a refusal.
-    _run(lambda: asyncio.run(_unadopt(dsn, check_only=True)))
-    _run(lambda: command.downgrade(alembic_config(dsn), "0001"))
-    _run(lambda: asyncio.run(_unadopt(dsn, check_only=False)))
+    _run(lambda: asyncio.run(_unadopt(dsn, password, check_only=True)))
+    _run(lambda: command.downgrade(alembic_config(dsn, password), "0001"))
+    _run(lambda: asyncio.run(_unadopt(dsn, password, check_only=False)))
 
 
 def main(argv: list[str]) -> int:
@@ -213,14 +214,18 @@ def main(argv: list[str]) -> int:
     if action not in ("upgrade", "downgrade") or len(argv) > 2 or (dry_run and (action != "upgrade" or len(argv) > 1)):
         print("usage: python -m oddstore.migrate [upgrade [--dry-run]|downgrade] [revision]", file=sys.stderr)
         return 2
-    dsn = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    dsn = os.environ.get("DATABASE_URL", db.DEFAULT_DATABASE_URL)
     try:
+        password = db.password_from_environment()
         if dry_run:
-            print("\n".join(plan(dsn)))
+            print("\n".join(plan(dsn, password=password)))
         elif action == "upgrade":
-            upgrade(dsn, argv[1] if len(argv) > 1 else "head")
+            upgrade(dsn, argv[1] if len(argv) > 1 else "head", password=password)
         else:
-            downgrade(dsn, argv[1] if len(argv) > 1 else "base")
+            downgrade(dsn, argv[1] if len(argv) > 1 else "base", password=password)
+    except db.DatabasePasswordError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 2
     except TakeoverRefused as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 1

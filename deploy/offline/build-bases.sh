@@ -4,7 +4,8 @@
 # where no container registry is reachable. An image that already exists is left alone (cache between
 # runs); FORCE=1 rebuilds. Needs root, debootstrap and a reachable Debian mirror.
 #   python:3.11-slim-bookworm  python3 (3.11.2) + venv, a `python` alias
-#   postgres:15                Debian's postgresql-15 + an entrypoint honouring POSTGRES_USER/PASSWORD/DB
+#   postgres:15                Debian's postgresql-15 + an entrypoint honouring POSTGRES_USER/PASSWORD(_FILE)/DB
+#                              (an existing image with an older entrypoint gets the current one on top)
 #   redis:7                    Debian's redis-server (7.0)
 set -euo pipefail
 
@@ -63,7 +64,18 @@ build_python() {
 }
 
 build_postgres() {
-    have "$POSTGRES_IMAGE" && { log "$POSTGRES_IMAGE exists, skipped"; return 0; }
+    if have "$POSTGRES_IMAGE"; then
+        if docker run --rm --entrypoint cat "$POSTGRES_IMAGE" /usr/local/bin/docker-entrypoint.sh 2>/dev/null \
+            | cmp -s - "$HERE/postgres-entrypoint.sh"; then
+            log "$POSTGRES_IMAGE exists, skipped"
+            return 0
+        fi
+        # Built from an older entrypoint: the current one as a layer on top, in seconds rather than a debootstrap.
+        printf 'FROM %s\nCOPY postgres-entrypoint.sh /usr/local/bin/docker-entrypoint.sh\n' "$POSTGRES_IMAGE" \
+            | DOCKER_BUILDKIT=0 docker build --quiet -t "$POSTGRES_IMAGE" -f - "$HERE" >/dev/null
+        log "$POSTGRES_IMAGE: entrypoint updated"
+        return 0
+    fi
     bootstrap postgres "postgresql-15,gosu,tzdata"
     install -m 0755 "$HERE/postgres-entrypoint.sh" "$WORK/postgres/usr/local/bin/docker-entrypoint.sh"
     rm -rf "$WORK/postgres/var/lib/postgresql/15"  # the cluster Debian's package made; ours is in PGDATA

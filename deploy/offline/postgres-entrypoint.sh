@@ -1,7 +1,8 @@
 #!/bin/sh
 # Entrypoint of the offline postgres:15 stand-in, honouring the official image's variables:
-# POSTGRES_USER (default postgres), POSTGRES_PASSWORD (required unless POSTGRES_HOST_AUTH_METHOD=trust),
-# POSTGRES_DB (default $POSTGRES_USER), PGDATA. The cluster is created on first start only.
+# POSTGRES_USER (default postgres), POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (one of them required unless
+# POSTGRES_HOST_AUTH_METHOD=trust), POSTGRES_DB (default $POSTGRES_USER), PGDATA. The cluster is created on first
+# start only.
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
 : "${POSTGRES_USER:=postgres}"
@@ -16,8 +17,24 @@ if [ "${1:-postgres}" = postgres ] && [ "$(id -u)" = 0 ]; then
 fi
 
 if [ "${1:-postgres}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+    # As the official image's file_env: the file's content, trailing line breaks removed; not both.
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+        if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+            echo "postgres entrypoint: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (they are exclusive)" >&2
+            exit 1
+        fi
+        [ -r "$POSTGRES_PASSWORD_FILE" ] || {
+            echo "postgres entrypoint: POSTGRES_PASSWORD_FILE=$POSTGRES_PASSWORD_FILE is not readable" >&2
+            exit 1
+        }
+        # A shell variable, not exported (unset first: it may be in the environment, empty): the server started
+        # below does not inherit the password.
+        unset POSTGRES_PASSWORD
+        POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+    fi
     if [ -z "${POSTGRES_PASSWORD:-}" ] && [ "$POSTGRES_HOST_AUTH_METHOD" != trust ]; then
-        echo "postgres entrypoint: POSTGRES_PASSWORD is not set (set it, or POSTGRES_HOST_AUTH_METHOD=trust)" >&2
+        echo "postgres entrypoint: POSTGRES_PASSWORD is not set (set it or POSTGRES_PASSWORD_FILE, or" \
+            "POSTGRES_HOST_AUTH_METHOD=trust)" >&2
         exit 1
     fi
     pwfile=$(mktemp)

@@ -71,7 +71,10 @@ async def start(
     step them instead of sleeping through them); `clock` is "now" for the cache horizon and the reads (tests
     over dated data fix it)."""
     pool = await db.create_pool(
-        settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
+        settings.database_url,
+        password=settings.database_password,
+        max_size=settings.pool_size,
+        wait_seconds=settings.database_wait_seconds,
     )
     cache = OddsCache()
     writers = [

@@ -7,13 +7,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from oddstore.config import DEFAULT_DATABASE_URL, AllowedClients, CommonSettings
+from oddstore.config import AllowedClients, CommonSettings, DatabaseSettings
 
 
-class QuerySettings(CommonSettings):
+class QuerySettings(CommonSettings, DatabaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUERY_", frozen=True, extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     # Unset: no Redis at all. Set: merged history is shared through it (history_cache.py); reads never need it.
     redis_url: str | None = Field(None, alias="REDIS_URL")
     redis_ttl_seconds: int = Field(3600, ge=1)

@@ -45,7 +45,10 @@ class RetentionApp:
 async def start(settings: RetentionSettings, clock: Clock = utc_now) -> RetentionApp:
     """Opens the pool, closes out runs a crash left behind, makes the partition horizon, then serves."""
     pool = await db.create_pool(
-        settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
+        settings.database_url,
+        password=settings.database_password,
+        max_size=settings.pool_size,
+        wait_seconds=settings.database_wait_seconds,
     )
 
     async def report_horizon(days_ahead: int) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from oddstore.config import DEFAULT_DATABASE_URL, AllowedClients, CommonSettings
+from oddstore.config import AllowedClients, CommonSettings, DatabaseSettings
 
 
-class RetentionSettings(CommonSettings):
+class RetentionSettings(CommonSettings, DatabaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETENTION_", frozen=True, extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     listen: str = "127.0.0.1:50054"
     # Under mutual TLS (oddstore.callers): the gateway only, where admins are checked and changes audited.
     allowed_clients: AllowedClients = frozenset({"gateway"})

@@ -39,7 +39,10 @@ class WriterApp:
 async def start(settings: WriterSettings) -> WriterApp:
     """Opens the pool, starts the server as NOT_SERVING, warms up, then reports SERVING."""
     pool = await db.create_pool(
-        settings.database_url, max_size=settings.pool_size, wait_seconds=settings.database_wait_seconds
+        settings.database_url,
+        password=settings.database_password,
+        max_size=settings.pool_size,
+        wait_seconds=settings.database_wait_seconds,
     )
     writer = Writer(
         pool,

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from oddstore.config import DEFAULT_DATABASE_URL, AllowedClients, CommonSettings
+from oddstore.config import AllowedClients, CommonSettings, DatabaseSettings
 
 
-class WriterSettings(CommonSettings):
+class WriterSettings(CommonSettings, DatabaseSettings):
     model_config = SettingsConfigDict(env_prefix="WRITER_", frozen=True, extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     listen: str = "127.0.0.1:50052"
     # Under mutual TLS (oddstore.callers): ingest writes, the query services follow the change feed.
     allowed_clients: AllowedClients = frozenset({"ingest", "query"})

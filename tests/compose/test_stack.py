@@ -1,6 +1,6 @@
 """The container stack (deploy/docker-compose.yml) via testcontainers, on mutual TLS with auth on: replay, read
 back, writer replaced, refused writes and cleanups, plaintext and certificate-less clients refused, PostgreSQL and
-Redis over TLS only.
+Redis over TLS only, PostgreSQL's password a file in every container and in no environment.
 
 ODDSTORE_COMPOSE_CITUS=1 runs the same tests on the compose profile `citus` (the stack on a Citus coordinator and
 two workers, `make test-compose-citus`), and one more that the tables are distributed. Opt-in: it builds Citus
@@ -176,6 +176,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert made.returncode == 0, made.stderr
     SECRETS["operator"] = secrets / "operator.token"
     SECRETS["viewer"], SECRETS["admin"] = secrets / "viewer.password", secrets / "admin.password"
+    SECRETS["database"] = secrets / "database.password"
     # One more token in the stack's file, for sportybet only: what a competitor's scraper holds.
     narrow = _oddstore(
         "token", "create", "narrow", "--bookmakers", "sportybet", "--file", str(secrets / "ingest-tokens.json")
@@ -360,12 +361,14 @@ def test_ingest_and_the_gateway_answer_only_over_tls_and_ingest_only_to_a_certif
 # Run inside the query container, on the stack's network: a client of PostgreSQL and Redis as the services are.
 PROBE = """
 import asyncio, sys
-import asyncpg
 from redis.asyncio import Redis
+from oddstore import db
 
 async def postgres(url):
     try:
-        conn = await asyncpg.connect(url, timeout=20)
+        # As the services log in: the password from DATABASE_PASSWORD_FILE, unless the probe is told otherwise.
+        password = db.password_from_environment() if "nopassword" not in sys.argv else None
+        conn = await db.connect(url, password=password, timeout=20)
     except Exception as exc:
         return f"refused: {type(exc).__name__}: {exc}"
     try:
@@ -382,13 +385,13 @@ async def redis(url):
     finally:
         await client.aclose()
 
-kind, url = sys.argv[1:]
+kind, url = sys.argv[1:3]
 print(asyncio.run(postgres(url) if kind == "postgres" else redis(url)))
 """
 
 
-def _probe(kind: str, url: str) -> str:
-    done = _compose("exec", "-T", "query", "python", "-c", PROBE, kind, url, timeout=120)
+def _probe(kind: str, url: str, *options: str) -> str:
+    done = _compose("exec", "-T", "query", "python", "-c", PROBE, kind, url, *options, timeout=120)
     return done.stdout.strip()
 
 
@@ -418,6 +421,42 @@ def test_postgres_and_redis_answer_only_over_tls_on_the_stacks_network(stack: di
 
 def _probe_env(name: str) -> str:
     return _compose("exec", "-T", "query", "printenv", name).stdout.strip()
+
+
+def test_the_database_password_is_a_file_in_every_container_and_in_no_environment_command_or_log(
+    stack: dict[str, str],
+) -> None:
+    password = SECRETS["database"].read_text().strip()
+    assert len(password) >= 24
+    # Every container of the stack, the finished one-shot jobs (certs, migrate) included.
+    ids = _compose("ps", "--all", "--quiet").stdout.split()
+    inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, check=True).stdout)
+    services = {c["Config"]["Labels"]["com.docker.compose.service"] for c in inspected}
+    clients = {"migrate", "writer", "query", "retention"}
+    assert {DATABASE, *clients} <= services, services
+    for container in inspected:
+        name = container["Config"]["Labels"]["com.docker.compose.service"]
+        env = dict(entry.partition("=")[::2] for entry in container["Config"]["Env"] or [])
+        # Nowhere in what `docker inspect` shows (environment, command, entrypoint, labels) ...
+        assert password not in json.dumps(container), f"{name}: the password is in `docker inspect`"
+        assert not {"POSTGRES_PASSWORD", "PGPASSWORD"} & env.keys(), name
+        # ... but as the secret file, for the servers and the clients of PostgreSQL.
+        if name in clients:
+            assert env["DATABASE_PASSWORD_FILE"] == "/run/secrets/database-password", name
+            assert "@" in env["DATABASE_URL"] and ":" not in env["DATABASE_URL"].split("@")[0].split("//")[1], name
+        if name == DATABASE or (CITUS and name in ("worker1", "worker2")):
+            assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/database-password", name
+    # Not inherited by the running server either (the entrypoint reads the file into an unexported variable).
+    # As the server's own user: root in the container lacks CAP_SYS_PTRACE, which reading another user's needs.
+    server_env = _compose("exec", "-T", "--user", "postgres", DATABASE, "cat", "/proc/1/environ").stdout
+    assert "POSTGRES_PASSWORD_FILE=" in server_env and password not in server_env
+    assert password not in _compose("logs", "--no-color").stdout
+
+    # The file's password is the login: without it the URL alone is refused, with it the services' way works.
+    url = _probe_env("DATABASE_URL")
+    refused = _probe("postgres", url, "nopassword")
+    assert refused.startswith("refused:") and "password" in refused, refused
+    assert _probe("postgres", url) == "ssl"
 
 
 @pytest.mark.skipif(not CITUS, reason="the stack on plain PostgreSQL; ODDSTORE_COMPOSE_CITUS=1 runs it on Citus")
