@@ -47,7 +47,7 @@ def command(args: argparse.Namespace) -> int:
         return 1
     print(token)
     print(
-        f"token {args.name!r} for {', '.join(args.bookmakers)} added to {args.file}; restart ingest to use it."
+        f"token {args.name!r} for {', '.join(args.bookmakers)} added to {args.file}; in force at ingest's next call."
         " It is shown only now.",
         file=sys.stderr,
     )

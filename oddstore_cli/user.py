@@ -49,5 +49,8 @@ def command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"oddstore user add: {exc}", file=sys.stderr)
         return 1
-    print(f"user {args.name!r} ({args.role}) saved in {args.file}; restart the gateway to use it.", file=sys.stderr)
+    print(
+        f"user {args.name!r} ({args.role}) saved in {args.file}; the gateway reads it from its next request.",
+        file=sys.stderr,
+    )
     return 0

@@ -173,7 +173,11 @@ class Templates:
             else:
                 name = _name("oddstore_tmpl")
                 _run(_clone(self.server_dsn, self._template("empty"), name))
-                self.FILL[kind](dsn_for_database(self.server_dsn, name))
+                try:
+                    self.FILL[kind](dsn_for_database(self.server_dsn, name))
+                except BaseException:
+                    drop_database(self.server_dsn, name)  # not a template yet: drop_all would not see it
+                    raise
             _run(_seal(self.server_dsn, name))
             self._made[kind] = name
         return self._made[kind]

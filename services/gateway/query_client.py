@@ -136,11 +136,14 @@ class QueryClient:
 
     async def _call(self, method: str, request: Any) -> Any:
         replicas = self._in_turn()
+        # One deadline for the request, whichever replicas it tries: past it the request answers 503, and a
+        # database outage (every replica UNAVAILABLE) costs one deadline, not one per replica.
+        ends = time.monotonic() + self.deadline
         for i, replica in enumerate(replicas):
             try:
-                return await getattr(replica.stub, method)(request, timeout=self.deadline)
+                return await getattr(replica.stub, method)(request, timeout=max(0.0, ends - time.monotonic()))
             except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.UNAVAILABLE and i + 1 < len(replicas):
+                if error.code() == grpc.StatusCode.UNAVAILABLE and i + 1 < len(replicas) and time.monotonic() < ends:
                     # Not reached (down, restarting): reads change nothing, so the next replica answers instead.
                     logger.warning("%s: query replica %s unavailable, asking the next", method, replica.address)
                     continue
@@ -214,7 +217,9 @@ class QueryClient:
                 yield response
         except grpc.aio.AioRpcError as error:
             if several and not received and error.code() == grpc.StatusCode.UNAVAILABLE:
-                self.followed = (self.followed + 1) % len(self._replicas)
+                # From the replica that failed, not the counter: streams failing together move on once, not
+                # once each (with two replicas, an even number of them would land back on the dead one).
+                self.followed = (self._replicas.index(replica) + 1) % len(self._replicas)
                 logger.warning("query replica %s unavailable: streams move to %s", replica.address,
                                self._replicas[self.followed].address)  # fmt: skip
             raise translate(error, "Query service", "Subscribe", self.deadline) from error
