@@ -153,14 +153,6 @@ class QueryClient:
                 raise translated from error
         raise AssertionError("unreachable: the last replica's error is raised")
 
-    async def list_events(self, request: query_pb2.ListEventsRequest) -> query_pb2.ListEventsResponse:
-        response: query_pb2.ListEventsResponse = await self._call("ListEvents", request)
-        return response
-
-    async def get_event(self, event_id: int) -> query_pb2.EventDetail:
-        response: query_pb2.EventDetail = await self._call("GetEvent", query_pb2.GetEventRequest(event_id=event_id))
-        return response
-
     async def json_body(self, method: str, request: Any) -> bytes:
         """A UI-contract body the query service rendered (its *Json methods), to be sent as it is."""
         response: query_pb2.JsonBody = await self._call(method, request)
@@ -182,10 +174,6 @@ class QueryClient:
 
     async def get_market_history(self, request: query_pb2.GetMarketHistoryRequest) -> query_pb2.MarketHistory:
         response: query_pb2.MarketHistory = await self._call("GetMarketHistory", request)
-        return response
-
-    async def get_event_at(self, request: query_pb2.GetEventAtRequest) -> query_pb2.EventAt:
-        response: query_pb2.EventAt = await self._call("GetEventAt", request)
         return response
 
     async def get_time_to_kickoff(self, request: query_pb2.GetTimeToKickoffRequest) -> query_pb2.TimeToKickoff:
