@@ -14,7 +14,7 @@ from services.gateway.limits import Limits
 from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
-from services.gateway.ws_protocol import CoalescingWebSocketProtocol
+from services.gateway.ws_protocol import UVICORN_WEBSOCKETS
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         log_config=None,
         access_log=False,
         lifespan="on",
-        # /api/ws: its frames are written per loop tick, not per frame (ws_protocol.py), and uncompressed. Browsers
-        # offer permessage-deflate and uvicorn accepts it by default; each socket then compresses every ~300-byte
-        # frame with its own context, 1,000 times over per update. Measured with bench/ws_fanout.py (BENCHMARKS.md).
-        ws=CoalescingWebSocketProtocol,
-        ws_per_message_deflate=False,
+        **UVICORN_WEBSOCKETS,  # /api/ws: frames per loop tick, uncompressed (ws_protocol.py)
         # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests finish for up to the grace
         # period, then runs the lifespan shutdown, which closes the gRPC channels.
         timeout_graceful_shutdown=max(1, round(settings.grace_seconds)),  # uvicorn takes whole seconds

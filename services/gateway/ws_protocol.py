@@ -69,3 +69,10 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         output = self.conn.data_to_send()
         if output and not self.transport.is_closing():
             self.transport.write(b"".join(output))
+
+
+# How the gateway serves /api/ws, for uvicorn.Config (bootstrap and the tests that serve the app as it does): frames
+# written per loop tick, not per frame, and uncompressed. Browsers offer permessage-deflate and uvicorn accepts it
+# by default; each socket then compresses every ~300-byte frame with its own context, 1,000 times over per update.
+# Measured with bench/ws_fanout.py (BENCHMARKS.md).
+UVICORN_WEBSOCKETS: dict[str, Any] = {"ws": CoalescingWebSocketProtocol, "ws_per_message_deflate": False}

@@ -23,7 +23,7 @@ from services.gateway.bootstrap import build_server
 from services.gateway.config import GatewaySettings
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
-from services.gateway.ws_protocol import CoalescingWebSocketProtocol
+from services.gateway.ws_protocol import UVICORN_WEBSOCKETS
 from tests.gateway_fakes import (
     FakeRetentionBackend,
     start_fake_backend,
@@ -66,8 +66,7 @@ async def gateway(users_file: Path) -> AsyncIterator[Gateway]:
         port=0,
         log_config=None,
         lifespan="on",
-        ws=CoalescingWebSocketProtocol,
-        ws_per_message_deflate=False,
+        **UVICORN_WEBSOCKETS,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())

@@ -22,7 +22,7 @@ from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2
 from services.gateway.app import create_app
 from services.gateway.live import LiveOdds
 from services.gateway.query_client import QueryClient
-from services.gateway.ws_protocol import CoalescingWebSocketProtocol
+from services.gateway.ws_protocol import UVICORN_WEBSOCKETS
 from services.ingest import bootstrap as ingest_bootstrap
 from services.ingest.config import IngestSettings
 from services.query import bootstrap as query_bootstrap
@@ -81,8 +81,7 @@ async def stack(migrated_dsn: str) -> AsyncIterator[Stack]:
         port=0,
         log_config=None,
         lifespan="on",
-        ws=CoalescingWebSocketProtocol,
-        ws_per_message_deflate=False,
+        **UVICORN_WEBSOCKETS,
     )
     gateway = uvicorn.Server(config)
     serving = asyncio.create_task(gateway.serve())
