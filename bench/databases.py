@@ -27,7 +27,8 @@ def quote_ident(name: str) -> str:
     return '"{}"'.format(name.replace('"', '""'))
 
 
-async def _execute(dsn: str, *statements: str) -> None:
+async def execute(dsn: str, *statements: str) -> None:
+    """The statements in order on a connection of their own (CREATE/DROP DATABASE cannot run in a transaction)."""
     conn = await asyncpg.connect(dsn)
     try:
         for statement in statements:
@@ -76,21 +77,21 @@ class Server:
     async def create(self, role: str) -> str:
         name = f"{self._prefix}_{role}"
         admin = with_database(self.dsn, "postgres")
-        await _execute(admin, f"CREATE DATABASE {quote_ident(name)}")
+        await execute(admin, f"CREATE DATABASE {quote_ident(name)}")
         self.created.append(name)
         dsn = with_database(self.dsn, name)
         nodes = await self.nodes()
         if nodes:
             (host, port), workers = nodes[0], nodes[1:]
             for w_host, w_port in workers:
-                await _execute(on_node(admin, w_host, w_port), f"CREATE DATABASE {quote_ident(name)}")
-                await _execute(on_node(dsn, w_host, w_port), "CREATE EXTENSION citus")
+                await execute(on_node(admin, w_host, w_port), f"CREATE DATABASE {quote_ident(name)}")
+                await execute(on_node(dsn, w_host, w_port), "CREATE EXTENSION citus")
             shards = (
                 []
                 if self.shard_count is None
                 else [f"ALTER DATABASE {quote_ident(name)} SET citus.shard_count = {self.shard_count:d}"]
             )
-            await _execute(
+            await execute(
                 dsn,
                 "CREATE EXTENSION citus",
                 f"SELECT citus_set_coordinator_host('{host}', {port})",
@@ -107,7 +108,7 @@ class Server:
             name = self.created.pop()
             # FORCE: a child process killed mid-run may still hold connections. Workers after the coordinator.
             for node_dsn in [admin, *(on_node(admin, host, port) for host, port in nodes[1:])]:
-                await _execute(node_dsn, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+                await execute(node_dsn, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
             logger.info("dropped database %s", name)
 
     async def describe(self) -> dict[str, str]:

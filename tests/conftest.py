@@ -9,11 +9,11 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from bench.databases import execute, on_node, with_database
 from oddstore import migrate
 from tests import pawarisk
 
@@ -24,24 +24,12 @@ T = TypeVar("T")
 
 def dsn_for_database(server_dsn: str, database: str) -> str:
     """The same server, user and options as server_dsn, but another database."""
-    parts = urlsplit(server_dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+    return with_database(server_dsn, database)
 
 
 def dsn_for_node(server_dsn: str, host: str, port: int, database: str) -> str:
     """The same user and options as server_dsn, on another node of a Citus cluster."""
-    parts = urlsplit(server_dsn)
-    user = parts.netloc.rpartition("@")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}:{port}" if user else f"{host}:{port}", path=f"/{database}"))
-
-
-async def _execute(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+    return with_database(on_node(server_dsn, host, port), database)
 
 
 async def _citus_nodes(server_dsn: str) -> list[tuple[str, int]] | None:
@@ -65,19 +53,19 @@ async def _admin_dsns(server_dsn: str) -> list[str]:
 async def _create(server_dsn: str, name: str) -> None:
     nodes = await _citus_nodes(server_dsn)
     if not nodes:
-        await _execute(server_dsn, f'CREATE DATABASE "{name}"')
+        await execute(server_dsn, f'CREATE DATABASE "{name}"')
         return
     # Citus keeps its metadata per database: a new database needs the extension on every node (the workers
     # hold its shards, so they need the database too) and the cluster registered again from its coordinator.
     (host, port), workers = nodes[0], nodes[1:]
 
     async def on_worker(w_host: str, w_port: int) -> None:
-        await _execute(dsn_for_node(server_dsn, w_host, w_port, "postgres"), f'CREATE DATABASE "{name}"')
-        await _execute(dsn_for_node(server_dsn, w_host, w_port, name), "CREATE EXTENSION citus")
+        await execute(dsn_for_node(server_dsn, w_host, w_port, "postgres"), f'CREATE DATABASE "{name}"')
+        await execute(dsn_for_node(server_dsn, w_host, w_port, name), "CREATE EXTENSION citus")
 
-    await _execute(server_dsn, f'CREATE DATABASE "{name}"')
+    await execute(server_dsn, f'CREATE DATABASE "{name}"')
     await asyncio.gather(*(on_worker(w_host, w_port) for w_host, w_port in workers))
-    await _execute(
+    await execute(
         dsn_for_database(server_dsn, name),
         "CREATE EXTENSION citus",
         f"SELECT citus_set_coordinator_host('{host}', {port})",
@@ -109,7 +97,7 @@ async def _clone(server_dsn: str, template: str, name: str) -> None:
     async def on_node(dsn: str) -> None:
         for attempt in range(10):
             try:
-                await _execute(dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                await execute(dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
                 return
             except asyncpg.exceptions.ObjectInUseError:
                 # A session ended by the seal, still exiting after the server's own 5 s wait for it.
@@ -126,7 +114,7 @@ async def _clone(server_dsn: str, template: str, name: str) -> None:
 async def _drop(server_dsn: str, name: str) -> None:
     await _seal(server_dsn, name)
     statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    await asyncio.gather(*(_execute(dsn, statement) for dsn in await _admin_dsns(server_dsn)))
+    await asyncio.gather(*(execute(dsn, statement) for dsn in await _admin_dsns(server_dsn)))
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bench.databases import execute
 from oddstore import db
 from services.writer.config import WriterSettings
 from tests.conftest import REPO_ROOT, dsn_for_database
@@ -39,19 +40,10 @@ def checking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     dsn = server.start()
     try:
         (server.data_dir / "pg_hba.conf").write_text(HBA)
-        asyncio.run(_execute(dsn, "SELECT pg_reload_conf()"))
+        asyncio.run(execute(dsn, "SELECT pg_reload_conf()"))
         yield dsn
     finally:
         server.stop()
-
-
-async def _execute(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -62,7 +54,7 @@ def role(checking_server: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     password = f"p@ss:w/rd%{uuid.uuid4().hex}"
     # Superuser, so that the migrations' statements (extensions, partitions) need no grants: the point is the login.
     asyncio.run(
-        _execute(
+        execute(
             checking_server,
             f"CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{password}'",
             f"CREATE DATABASE {name} OWNER {name}",
@@ -73,7 +65,7 @@ def role(checking_server: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     try:
         yield name, path
     finally:
-        asyncio.run(_execute(checking_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"DROP ROLE {name}"))
+        asyncio.run(execute(checking_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"DROP ROLE {name}"))
 
 
 def _url(checking_server: str, name: str) -> str:
