@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import uvicorn
 from google.protobuf.timestamp_pb2 import Timestamp
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.feed import cpu_seconds
@@ -43,12 +44,28 @@ from services.gateway.ws_protocol import CoalescingWebSocketProtocol
 
 logger = logging.getLogger("bench.ws_fanout")
 
-# name → (permessage-deflate accepted by the server, frames written once per loop tick (ws_protocol.py)): each
-# variant is the one before plus one change.
-VARIANTS: dict[str, tuple[bool, bool]] = {
-    "baseline": (True, False),
-    "deflate off": (False, False),
-    "+ one write per tick": (False, True),
+# name → (permessage-deflate accepted by the server, the protocol serving /api/ws): each variant is the one before plus
+# one change. Protocols: uvicorn's own (one `transport.write` per frame); "tick", ws_protocol.py's frames written once
+# per loop tick; "direct", the same with the updates' frames encoded once and written straight to every socket
+# (FRAMES_EXTENSION), as served.
+VARIANTS: dict[str, tuple[bool, str]] = {
+    "baseline": (True, "uvicorn"),
+    "deflate off": (False, "uvicorn"),
+    "+ one write per tick": (False, "tick"),
+    "+ frames encoded once": (False, "direct"),
+}
+
+
+class TickProtocol(CoalescingWebSocketProtocol):
+    """ws_protocol.py's protocol without FRAMES_EXTENSION: the updates take the ASGI send path."""
+
+    handle_connect = WebSocketsSansIOProtocol.handle_connect
+
+
+PROTOCOLS: dict[str, Any] = {
+    "uvicorn": "websockets-sansio",
+    "tick": TickProtocol,
+    "direct": CoalescingWebSocketProtocol,
 }
 
 
@@ -74,7 +91,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)  # child mode: the gateway's port
     p.add_argument("--deflate", type=int, default=1, help=argparse.SUPPRESS)
-    p.add_argument("--coalesce", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--protocol", default="direct", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -119,7 +136,7 @@ async def serve(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
-        ws=CoalescingWebSocketProtocol if args.coalesce else "websockets-sansio",
+        ws=PROTOCOLS[args.protocol],
         ws_per_message_deflate=bool(args.deflate),
     )
     await uvicorn.Server(config).serve()
@@ -136,8 +153,8 @@ async def read(ws: ClientConnection, received: list[int], wake: asyncio.Event) -
                 wake.set()
 
 
-def start_gateway(port: int, deflate: bool, coalesce: bool, events: int) -> subprocess.Popen[bytes]:
-    argv = ["--serve", str(port), "--deflate", str(int(deflate)), "--coalesce", str(int(coalesce))]
+def start_gateway(port: int, deflate: bool, protocol: str, events: int) -> subprocess.Popen[bytes]:
+    argv = ["--serve", str(port), "--deflate", str(int(deflate)), "--protocol", protocol]
     argv += ["--events", str(events)]
     return subprocess.Popen([sys.executable, "-m", "bench.ws_fanout", *argv], stderr=subprocess.DEVNULL)
 
@@ -155,9 +172,9 @@ async def wait_up(child: subprocess.Popen[bytes], url: str) -> None:
 
 
 async def measure(args: argparse.Namespace, variant: str) -> Result:
-    deflate, coalesce = VARIANTS[variant]
+    deflate, protocol = VARIANTS[variant]
     port = free_port()
-    child = start_gateway(port, deflate, coalesce, args.events)
+    child = start_gateway(port, deflate, protocol, args.events)
     result = Result(variant)
     sockets: list[ClientConnection] = []
     tasks: list[asyncio.Task[None]] = []

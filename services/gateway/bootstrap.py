@@ -40,7 +40,12 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         create_app(
             query,
             retention,
-            live=LiveOdds(query, window_seconds=settings.live_window_seconds, max_frames=settings.ws_max_frames),
+            live=LiveOdds(
+                query,
+                window_seconds=settings.live_window_seconds,
+                max_frames=settings.ws_max_frames,
+                max_buffered=settings.ws_max_buffer_bytes,
+            ),
             ws_idle_seconds=settings.ws_idle_seconds,
             users=known,
             limits=Limits(settings.max_body_bytes, settings.rate_limit_per_second, settings.rate_limit_burst),

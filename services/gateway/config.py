@@ -49,6 +49,9 @@ class GatewaySettings(CommonSettings):
         description="a WebSocket with no frame from the browser for this long is closed (the UI pings every 30 s)",
     )
     ws_max_frames: int = Field(10_000, ge=1, description="unsent messages per WebSocket; beyond, the socket is closed")
+    ws_max_buffer_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="bytes of updates unsent to one WebSocket; beyond, the socket is closed"
+    )
     auth: Literal["none", "basic"] = Field(
         "none", description="none: anyone who reaches the gateway may do anything (loopback only); basic: users file"
     )

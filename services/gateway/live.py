@@ -1,6 +1,6 @@
 """Live odds for the UI's WebSocket (contract §(g)): one Subscribe stream from the query service for the whole
-gateway, conflated per event to at most one `odds_update` per window, encoded once and queued to every socket
-subscribed to `odds_updates`."""
+gateway, conflated per event to at most one `odds_update` per window, encoded once (JSON and WebSocket frames) and
+written to every socket subscribed to `odds_updates`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from websockets.frames import Frame, Opcode
 
 from oddstore.convert import from_timestamp
 from oddstore.v1 import query_pb2
@@ -70,20 +72,48 @@ CLOSE_TOO_SLOW = 1013  # "try again later": the UI reconnects with back-off and 
 CLOSE_RESTART = 1012  # "service restart": the same, when updates may have been missed
 
 
-class Socket:
-    """One browser: its topics and its outgoing frames. The queue is bounded: a socket that does not
-    drain it is ended (CLOSE_TOO_SLOW), so a stuck browser never holds the gateway's memory."""
+# Writes WebSocket frames encoded once for every socket straight to one socket's connection, after what it has
+# pending; returns the bytes its connection holds unsent (ws_protocol.FRAMES_EXTENSION).
+WriteFrames = Callable[[bytes], int]
 
-    def __init__(self, topics: set[str], max_frames: int) -> None:
+
+def encode_frames(texts: list[str]) -> bytes:
+    """Unmasked text frames, as a server sends them: the same bytes for every socket."""
+    return b"".join(Frame(Opcode.TEXT, t.encode()).serialize(mask=False) for t in texts)
+
+
+class Socket:
+    """One browser: its topics and its outgoing frames, bounded: a socket that does not take them is ended
+    (CLOSE_TOO_SLOW), so a stuck browser never holds the gateway's memory. Updates go straight to the connection
+    when the server offers `write_frames` (at most `max_buffered` bytes unsent), else through the queue of
+    `max_frames` that replies (pong, subscription_update) always take."""
+
+    def __init__(
+        self, topics: set[str], max_frames: int, write_frames: WriteFrames | None = None, max_buffered: int = 0
+    ) -> None:
         self.topics = topics
         self.frames: asyncio.Queue[str] = asyncio.Queue(max_frames)
         self.ended = asyncio.Event()  # ws_api closes the socket with `close`
         self.close = (1000, "")
+        self._write_frames = write_frames
+        self._max_buffered = max_buffered
 
     def send(self, frame: str) -> None:
+        if self.ended.is_set():
+            return
         try:
             self.frames.put_nowait(frame)
         except asyncio.QueueFull:
+            self.end(CLOSE_TOO_SLOW, "too slow: reconnect")
+
+    def send_all(self, texts: list[str], encoded: bytes) -> None:
+        """`texts` as messages; `encoded` is them as frames (encode_frames)."""
+        if self.ended.is_set():
+            return
+        if self._write_frames is None:
+            for text in texts:
+                self.send(text)
+        elif self._write_frames(encoded) > self._max_buffered:
             self.end(CLOSE_TOO_SLOW, "too slow: reconnect")
 
     def end(self, code: int, reason: str) -> None:
@@ -105,12 +135,14 @@ class LiveOdds:
         *,
         window_seconds: float = 1.0,
         max_frames: int = 10_000,
+        max_buffered: int = 4 * 1024 * 1024,
         clock: Callable[[], datetime] = _now,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._query = query
         self._window = window_seconds
         self._max_frames = max_frames
+        self._max_buffered = max_buffered
         self._clock = clock  # the messages' timestamps
         self._timer = timer  # the windows: monotonic, so a wall-clock step cannot hold updates back
         self._pending: dict[int, EventUpdate] = {}
@@ -140,8 +172,8 @@ class LiveOdds:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def connect(self, topics: set[str]) -> Socket:
-        socket = Socket(topics, self._max_frames)
+    def connect(self, topics: set[str], write_frames: WriteFrames | None = None) -> Socket:
+        socket = Socket(topics, self._max_frames, write_frames, self._max_buffered)
         self._sockets.add(socket)
         return socket
 
@@ -183,10 +215,12 @@ class LiveOdds:
             self._sent.move_to_end(event_id)
             frames.append(odds_update(event_id, u, at))
         self.messages += len(frames)
+        # Encoded once: a writer commit is ~65 events to each of 1,000 sockets, and a frame sent through the ASGI
+        # send path costs the gateway 3.7 µs per socket (bench/ws_fanout.py, BENCHMARKS.md).
+        encoded = encode_frames(frames)
         for socket in self._sockets:
             if ODDS_UPDATES in socket.topics:
-                for frame in frames:
-                    socket.send(frame)
+                socket.send_all(frames, encoded)
         return len(frames)
 
     async def _send_loop(self) -> None:

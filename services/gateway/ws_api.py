@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +15,15 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from services.gateway.live import TOPICS, LiveOdds, Socket, envelope, parse_topics
 from services.gateway.models import format_utc
+from services.gateway.ws_protocol import FRAMES_EXTENSION
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
 CLOSE_IDLE = 1001
+# A browser that does not read takes no close frame either: after this long its connection is dropped.
+CLOSE_SECONDS = 5.0
 
 
 @router.websocket("/api/ws")
@@ -27,8 +31,12 @@ async def live_socket(websocket: WebSocket, topics: str | None = None) -> None:
     live: LiveOdds = websocket.app.state.live
     idle_seconds: float = websocket.app.state.ws_idle_seconds
     await websocket.accept()
-    socket = live.connect(parse_topics(topics))
-    socket.send(envelope("connection_ack", {"topics": sorted(socket.topics)}, datetime.now(UTC)))
+    subscribed = parse_topics(topics)
+    # Sent before the socket is connected to the updates, so it is the first message.
+    await websocket.send_text(envelope("connection_ack", {"topics": sorted(subscribed)}, datetime.now(UTC)))
+    # Served by ws_protocol: updates go straight out, and a socket can be dropped.
+    direct = (websocket.scope.get("extensions") or {}).get(FRAMES_EXTENSION, {})
+    socket = live.connect(subscribed, direct.get("write"))
     tasks = [
         asyncio.create_task(_send(websocket, socket)),
         asyncio.create_task(_receive(websocket, socket, idle_seconds)),
@@ -38,9 +46,9 @@ async def live_socket(websocket: WebSocket, topics: str | None = None) -> None:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if tasks[2] in done:
             logger.info("closing a WebSocket: %s", socket.close[1])
-            await _close(websocket, *socket.close)
+            await _close(websocket, *socket.close, direct.get("abort"))
         elif tasks[1] in done and tasks[1].result():
-            await _close(websocket, CLOSE_IDLE, "idle")
+            await _close(websocket, CLOSE_IDLE, "idle", direct.get("abort"))
     finally:
         live.disconnect(socket)
         for task in tasks:
@@ -50,15 +58,21 @@ async def live_socket(websocket: WebSocket, topics: str | None = None) -> None:
                 await task
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-        await websocket.close(code, reason)
+async def _close(websocket: WebSocket, code: int, reason: str, abort: Callable[[], None] | None) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_SECONDS):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code, reason)
+    except TimeoutError:
+        logger.info("dropping a WebSocket that took no close frame in %.0fs", CLOSE_SECONDS)
+        if abort is not None:
+            abort()
 
 
 async def _send(websocket: WebSocket, socket: Socket) -> None:
-    # The only writer of the socket: replies (pong, subscription_update) go through the same queue. A writer commit
-    # queues ~65 frames at once; `get` returns without suspending while frames are queued, so they already go out
-    # in one wake-up (a get_nowait loop here measured no different, 7.6 vs 7.7 µs per frame: bench/ws_fanout.py).
+    # Replies (pong, subscription_update), and the updates when the server does not offer FRAMES_EXTENSION. A writer
+    # commit queues ~65 frames at once; `get` returns without suspending while frames are queued, so they already go
+    # out in one wake-up (a get_nowait loop here measured no different, 7.6 vs 7.7 µs per frame: bench/ws_fanout.py).
     while True:
         await websocket.send_text(await socket.frames.get())
 

@@ -8,6 +8,9 @@ Gathered per tick, the ~65 frames of a commit leave as one write per socket. Fra
 (the same websockets `ServerProtocol`), in the same order: anything else uvicorn writes (a pong, a close) takes
 the pending frames with it first, since it drains the same buffer.
 
+And it offers the application a way past the ASGI send path altogether (FRAMES_EXTENSION): live.py encodes an
+update's frames once and hands the same bytes to every socket, one `transport.write` each.
+
 This relies on uvicorn's attributes (`conn`, `transport`, `writable`, `close_sent`, ...), so uvicorn is pinned;
 tests/e2e/test_gateway_websocket.py runs the gateway with this protocol.
 """
@@ -20,12 +23,16 @@ from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 
 # Written at once beyond this much pending (~50 frames), so a long burst still meets the transport's flow control
 # (pause_writing at 64 KiB) as it did frame by frame, a slow browser's frames wait in its bounded queue (live.Socket)
 # rather than in the transport, and the first sockets' bytes leave while later sockets' frames are still encoded.
 # Measured (bench/ws_fanout.py, 1,000 sockets × 65 frames): 3.7 µs per frame at 16 KiB, 3.9 µs at 64 KiB.
 FLUSH_BYTES = 16 * 1024
+
+# The ASGI extension (in the scope of an upgraded connection): {"write": write_frames, "abort": drop the connection}.
+FRAMES_EXTENSION = "oddstore.websocket.frames"
 
 
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -62,6 +69,21 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if not self.close_sent:  # upgraded; the application's task has not run yet
+            self.scope["extensions"][FRAMES_EXTENSION] = {"write": self.write_frames, "abort": self.transport.abort}
+
+    def write_frames(self, frames: bytes) -> int:
+        """Writes server frames encoded by the application (unmasked, uncompressed: valid whatever was negotiated),
+        after what this socket has pending. Returns the bytes the transport holds unsent, for the caller's bound:
+        this path does not wait for the transport to drain as `send` does."""
+        if not self.handshake_complete or self.close_sent or self.disconnected or self.transport.is_closing():
+            return 0
+        self._flush()
+        self.transport.write(frames)
+        return self.transport.get_write_buffer_size()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
