@@ -77,5 +77,5 @@ class ContenderResult:
 def configure_logging() -> None:
     """Progress on stderr (the table goes to stdout); the libraries' per-request and per-revision lines muted."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx"):
+    for noisy in ("alembic", "httpx", "picows"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

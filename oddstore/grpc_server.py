@@ -40,12 +40,7 @@ def unstorable_field(message: Message, prefix: str = "") -> str | None:
 
 
 class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Counts every unary call by method and status code, and times it. With `check_text`, a request
-    with a string no query could use (a NUL makes PostgreSQL fail the statement) is first answered
-    INVALID_ARGUMENT naming the field: the caller's fault, never an INTERNAL of ours."""
-
-    def __init__(self, check_text: bool) -> None:
-        self._check_text = check_text
+    """Counts every unary call by method and status code, and times it."""
 
     async def intercept_service(
         self,
@@ -57,15 +52,11 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         method = details.method
         inner = handler.unary_unary
-        check_text = self._check_text
 
         async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
             code = "OK"
             try:
-                problem = unstorable_field(request) if check_text else None
-                if problem is not None:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
                 return await inner(request, context)
             except asyncio.CancelledError:
                 code = "CANCELLED"
@@ -77,11 +68,38 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 metrics.GRPC_REQUESTS.labels(method, code).inc()
                 metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - start)
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return _unary(handler, timed)
+
+
+class _TextCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """A unary request with a string no query could use (a NUL makes PostgreSQL fail the statement) is answered
+    INVALID_ARGUMENT naming the field before the servicer: the caller's fault, never an INTERNAL of ours."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            problem = unstorable_field(request)
+            if problem is not None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            return await inner(request, context)
+
+        return _unary(handler, checked)
+
+
+def _unary(handler: grpc.RpcMethodHandler, behaviour: Callable[[Any, grpc.aio.ServicerContext], Any]) -> Any:
+    return grpc.unary_unary_rpc_method_handler(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def health_status(serving: bool) -> int:
@@ -135,11 +153,13 @@ def create_server(
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    interceptors: list[grpc.aio.ServerInterceptor] = [_UnaryInterceptor(check_text)]
+    # In this order, the first outermost: every call counted; a caller refused before its request is looked at.
+    interceptors: list[grpc.aio.ServerInterceptor] = [_UnaryInterceptor()]
     if tls_files.ca is not None and allowed_clients is not None:
-        # After the metrics' interceptor, so refused calls are counted (PERMISSION_DENIED) like any other.
         interceptors.append(callers.Authorize(allowed_clients, allowed_clients_variable))
         logger.info("mutual TLS: served to client certificates named %s", ", ".join(sorted(allowed_clients)))
+    if check_text:
+        interceptors.append(_TextCheck())
     server = grpc.aio.server(interceptors=interceptors, options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()

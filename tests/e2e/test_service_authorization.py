@@ -178,6 +178,14 @@ async def list_events(channel: grpc.aio.Channel) -> None:
     await query_pb2_grpc.QueryServiceStub(channel).ListEvents(query_pb2.ListEventsRequest(), timeout=TIMEOUT_SECONDS)
 
 
+def list_events_searching(search: str) -> Call:
+    async def call(channel: grpc.aio.Channel) -> None:
+        request = query_pb2.ListEventsRequest(search=search)
+        await query_pb2_grpc.QueryServiceStub(channel).ListEvents(request, timeout=TIMEOUT_SECONDS)
+
+    return call
+
+
 async def test_the_query_service_answers_the_gateway_only_and_follows_the_writer_with_its_own_certificate(
     writer: writer_bootstrap.WriterApp, migrated_dsn: str, certs: Path
 ) -> None:
@@ -190,6 +198,11 @@ async def test_the_query_service_answers_the_gateway_only_and_follows_the_writer
         assert await status(query.server.port, certs, "gateway", list_events) == (grpc.StatusCode.OK, "")
         code, details = await status(query.server.port, certs, "ingest", list_events)
         assert code == grpc.StatusCode.PERMISSION_DENIED and "'ingest'" in details
+        # Refused before its request is looked at, however bad (the text check answers INVALID_ARGUMENT).
+        code, _ = await status(query.server.port, certs, "ingest", list_events_searching("nul\x00"))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        code, details = await status(query.server.port, certs, "gateway", list_events_searching("nul\x00"))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "search" in details
     finally:
         await query.stop(1)
 
