@@ -82,7 +82,7 @@ async def stream(
             await sleep(request.conflation_seconds)
         applied = updates.after(position)
         position = applied[-1].sequence
-        markets, pairs, removed = selection.conflate(applied)
+        markets, pairs, removed = selection.conflate(applied, request.summaries_only)
         if request.summaries_only:
             markets, removed = [], []  # it holds no states to drop
         if not markets and not pairs and not removed:

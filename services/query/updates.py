@@ -156,11 +156,14 @@ class Selection:
                     )
         return found
 
-    def conflate(self, applied: Iterable[Applied]) -> tuple[list[MarketDelta], list[OddsChanged], list[int]]:
+    def conflate(
+        self, applied: Iterable[Applied], summaries_only: bool = False
+    ) -> tuple[list[MarketDelta], list[OddsChanged], list[int]]:
         """What matches, the latest state per market and one summary per (event, bookmaker): a stream that is
         behind gets each key once, however often it changed. With a market filter, a summary only for a pair
-        with a selected market among the states. Last, the selected events that left the cache: a state of one
-        of them gathered before it left is dropped, one after (it came back) kept."""
+        with a selected market among the states. Last, the selected events that left the cache: a state or summary
+        of one of them gathered before it left is dropped, one after (it came back) kept; `summaries_only` keeps the
+        summaries (its client holds no states, and the change did happen: a browser showing the event refetches)."""
         markets: dict[tuple[int, str, MarketKey], MarketDelta] = {}
         pairs: dict[Pair, OddsChanged] = {}
         removed: set[int] = set()
@@ -169,7 +172,8 @@ class Selection:
                 gone = {e for e in a.removed if not self.event_ids or e in self.event_ids}
                 removed |= gone
                 markets = {k: d for k, d in markets.items() if k[0] not in gone}
-                pairs = {k: c for k, c in pairs.items() if k[0] not in gone}
+                if not summaries_only:
+                    pairs = {k: c for k, c in pairs.items() if k[0] not in gone}
             for d in a.markets:
                 if self.market(d):
                     markets[(d.event_id, d.bookmaker, d.key)] = d

@@ -79,6 +79,8 @@ def test_events_that_left_the_cache_are_announced_and_their_earlier_states_dropp
     markets, pairs, removed = Selection().conflate(updates.after(0))
     assert (markets, pairs, removed) == ([delta(2, 0), delta(3, 1)], [], [1, 3])
     assert Selection(event_ids=frozenset({2, 3})).conflate(updates.after(0))[2] == [3]
+    # A summaries-only stream (the gateway's) still hears of the change made before the event left.
+    assert Selection().conflate(updates.after(0), summaries_only=True)[1] == [OddsChanged(1, "betpawa", AT, 1)]
     assert updates.publish([], [], []) == 3  # nothing left: no new position
 
 
