@@ -176,7 +176,7 @@ async def ping(sockets: list[WSTransport]) -> None:
     while True:
         await asyncio.sleep(UI_PING_S)
         for ws in sockets:
-            if not ws.is_disconnected():
+            if not ws.is_disconnected:
                 ws.send(WSMsgType.TEXT, b'{"type":"ping"}')
 
 
