@@ -283,6 +283,9 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
         def check() -> None:
             for s in services:
                 s.check_alive()
+            for task in tasks:  # the clients' own: a failure ends the run rather than skewing it
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError("a benchmark client task failed") from task.exception()
 
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{ingest_port}", options=client_options()) as ingest_channel,
