@@ -9,9 +9,9 @@ a second cycle (~430,000 observations at the defaults) is submitted, its batches
 (production: a scrape cycle every 5 minutes) or flat-out with `--cycle-seconds 0`. Measured: ingest acknowledgement →
 message received, p50/p99 (per message, from the acknowledgement of the snapshot of the (event, bookmaker) it reports;
 the WebSocket sends an event's first change at once and merges its later ones within GATEWAY_LIVE_WINDOW_SECONDS, so a
-merged message's figure includes up to one window), messages per client per cycle, and the gateway's and query's RSS
-and CPU during the cycle. The baseline is the old system's: the UI polled every 60 s. Progress goes to stderr; the
-table to stdout.
+merged message's figure includes up to one window; WebSocket latencies on every 10th socket, split at the gateway's send
+time), messages per client per cycle, and the gateway's and query's RSS and CPU during the cycle. The baseline is the
+old system's: the UI polled every 60 s. Progress goes to stderr; the table to stdout.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ UI_PING_S = 30.0  # the UI pings its socket this often; the gateway closes one s
 # The cycle's messages are all in once nothing has arrived for this long after the last acknowledgement (ten
 # conflation windows: on a loaded machine a delivery can take seconds).
 QUIET_S = 10.0
+# Latencies are measured on every SAMPLE_EVERY-th socket (all its messages); messages are counted on every socket.
+SAMPLE_EVERY = 10
+ODDS_UPDATE = b'{"type":"odds_update"'
+# Wall-clock time (not perf_counter): compared with the gateway's timestamp in each message, on the same machine.
+clock = time.time
+Decoded = tuple[int, str, float]  # an odds_update's event, bookmaker, and when the gateway sent it
 
 
 @dataclass
@@ -69,7 +75,9 @@ class Results:
     observations: int = 0
     snapshots: int = 0
     ingest_s: float = 0.0
-    ws_latency_ms: list[float] = field(default_factory=list)
+    ws_latency_ms: list[float] = field(default_factory=list)  # the sampled sockets', as the next two
+    ws_upstream_ms: list[float] = field(default_factory=list)  # ack → the gateway sent it
+    ws_delivery_ms: list[float] = field(default_factory=list)  # the gateway sent it → received
     stream_latency_ms: list[float] = field(default_factory=list)
     ws_messages: int = 0
     stream_messages: int = 0
@@ -119,8 +127,8 @@ def percentile(values: list[float], q: int) -> float | None:
 
 
 class Acks:
-    """When the snapshot of each (event, bookmaker) in the measured cycle was acknowledged (perf_counter): one
-    snapshot per pair per cycle, so a message's latency is from the acknowledgement of the change it reports."""
+    """When the snapshot of each (event, bookmaker) in the measured cycle was acknowledged (`clock`): one snapshot per
+    pair per cycle, so a message's latency is from the acknowledgement of the change it reports."""
 
     def __init__(self) -> None:
         self.at: dict[tuple[int, str], float] = {}
@@ -133,13 +141,15 @@ class Acks:
 
 
 class Browser(WSListener):
-    """One UI socket: counts its odds_update messages and the latency of each. The frames are parsed by picows (C)
-    and each distinct message is decoded once for all sockets (a writer commit's messages are the same bytes on every
-    socket): with the websockets client, this process spent 12.7 µs per frame, more CPU than the gateway serving them
-    (BENCHMARKS.md), on the same 2 cores."""
+    """One UI socket. Every socket counts its odds_update messages; a sampled one (every SAMPLE_EVERY-th) also
+    measures each: ack → received, split at the gateway's send time (the message's `timestamp`, same machine). The
+    frames are parsed by picows (C), and a sampled socket decodes each distinct message once for all (a commit's
+    messages are the same bytes on every socket): with the websockets client decoding every frame of every socket,
+    this process spent 12.7 µs per frame, more CPU than the gateway sending them, on the same 2 cores, and its own
+    queueing was most of the latency it measured (BENCHMARKS.md)."""
 
-    def __init__(self, acks: Acks, results: Results, last: list[float], decoded: dict[bytes, tuple[int, str]]):
-        self.acks, self.results, self.last, self.decoded = acks, results, last, decoded
+    def __init__(self, acks: Acks, results: Results, last: list[float], decoded: dict[bytes, Decoded], sampled: bool):
+        self.acks, self.results, self.last, self.decoded, self.sampled = acks, results, last, decoded, sampled
         self.acked = asyncio.get_running_loop().create_future()  # the connection_ack
         self.closed = False
 
@@ -148,7 +158,6 @@ class Browser(WSListener):
             self.results.sockets_closed.append("disconnected without a close frame")
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        now = time.perf_counter()
         if frame.msg_type == WSMsgType.CLOSE:
             self.closed = True
             if not self.results.closing:
@@ -159,16 +168,26 @@ class Browser(WSListener):
             return
         if not self.acked.done():
             self.acked.set_result(None)
+        if not self.sampled:
+            if frame.get_payload_as_memoryview()[: len(ODDS_UPDATE)] == ODDS_UPDATE:
+                self.results.ws_messages += 1
+            return
+        now = clock()
         payload = frame.get_payload_as_bytes()
-        pair = self.decoded.get(payload)
-        if pair is None:
+        seen = self.decoded.get(payload)
+        if seen is None:
             message = json.loads(payload)
             if message["type"] != "odds_update":
                 return
-            pair = self.decoded[payload] = (message["data"]["event_id"], message["data"]["bookmaker"])
+            data, sent = message["data"], datetime.fromisoformat(message["timestamp"]).timestamp()
+            seen = self.decoded[payload] = (data["event_id"], data["bookmaker"], sent)
+        event_id, bookmaker, sent = seen
         self.last[0] = now
-        self.results.ws_messages += 1
-        self.results.ws_latency_ms.append(self.acks.latency_ms(*pair, now))
+        r = self.results
+        r.ws_messages += 1
+        r.ws_latency_ms.append(self.acks.latency_ms(event_id, bookmaker, now))
+        r.ws_upstream_ms.append(self.acks.latency_ms(event_id, bookmaker, sent))
+        r.ws_delivery_ms.append(max(0.0, (now - sent) * 1000))
 
 
 async def ping(sockets: list[WSTransport]) -> None:
@@ -193,7 +212,7 @@ async def read_stream(call: grpc.aio.UnaryStreamCall, acks: Acks, results: Resul
 
 
 def record_delta(m: pb.SubscribeResponse, acks: Acks, results: Results, last: list[float]) -> None:
-    now = time.perf_counter()
+    now = clock()
     last[0] = now
     results.stream_messages += 1
     results.stream_states += len(m.markets)
@@ -296,13 +315,13 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             await submit_cycle(stub, work.cycles[0], lambda _: None)
             logger.info("seed cycle submitted in %.1fs", time.perf_counter() - began)
 
-            acks, last = Acks(), [time.perf_counter()]
+            acks, last = Acks(), [clock()]
             sockets: list[WSTransport] = []
-            decoded: dict[bytes, tuple[int, str]] = {}
-            for _ in range(args.clients):
+            decoded: dict[bytes, Decoded] = {}
+            for i in range(args.clients):
                 # As a browser: no protocol-level keepalive (the UI pings in JSON, `ping` below).
                 ws, browser = await ws_connect(
-                    lambda: Browser(acks, results, last, decoded),
+                    lambda sampled=i % SAMPLE_EVERY == 0: Browser(acks, results, last, decoded, sampled),
                     f"ws://127.0.0.1:{gateway_port}/api/ws?topics=odds_updates",
                 )
                 await asyncio.wait_for(browser.acked, 60)
@@ -324,8 +343,9 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             logger.info("the streams' images received in %.1fs", time.perf_counter() - began)
             # The seed cycle's last messages, before the measurement (a message of a pair not acknowledged yet is
             # counted as beating its acknowledgement).
-            await until(lambda: time.perf_counter() - last[0] > QUIET_S, "the seed cycle settling", 600, check)
-            results.ws_latency_ms.clear()
+            await until(lambda: clock() - last[0] > QUIET_S, "the seed cycle settling", 600, check)
+            for measured in (results.ws_latency_ms, results.ws_upstream_ms, results.ws_delivery_ms):
+                measured.clear()
             results.stream_latency_ms.clear()
             results.ws_messages = results.stream_messages = results.stream_states = 0
 
@@ -336,16 +356,16 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             client_cpu = time.process_time()
 
             def on_ack(pairs: list[tuple[int, str]]) -> None:
-                t = time.perf_counter()
+                t = clock()
                 for pair in pairs:
                     acks.at[pair] = t
 
             began = time.perf_counter()
             await submit_cycle(stub, cycle, on_ack, args.cycle_seconds)
             results.ingest_s = time.perf_counter() - began
-            last[0] = max(last[0], time.perf_counter())
+            last[0] = max(last[0], clock())
             logger.info("measured cycle submitted in %.1fs; waiting for the last messages", results.ingest_s)
-            await until(lambda: time.perf_counter() - last[0] > QUIET_S, "the messages settling", 600, check)
+            await until(lambda: clock() - last[0] > QUIET_S, "the messages settling", 600, check)
             for name, s in named.items():
                 results.usage[name] = Usage(
                     s.status_kib("VmRSS") / 1024, s.status_kib("VmHWM") / 1024, cpu_seconds(s.pid) - cpu_before[name]
@@ -408,6 +428,10 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         "|---|---|---|---|",
         f"| WebSocket: ack → odds_update p50 / p99 | {ms(percentile(ws, 50))} / {ms(ws_p99)} | {OLD_POLL_S:.0f} s poll "
         f"| p99 ≤ {TARGET_P99_MS:.0f} ms: {verdict(ws_p99, TARGET_P99_MS)} |",
+        f"| … of which ack → the gateway sent it, p50 / p99 | {ms(percentile(results.ws_upstream_ms, 50))} / "
+        f"{ms(percentile(results.ws_upstream_ms, 99))} | — | — |",
+        f"| … of which the gateway sent it → received, p50 / p99 | {ms(percentile(results.ws_delivery_ms, 50))} / "
+        f"{ms(percentile(results.ws_delivery_ms, 99))} | — | — |",
         f"| Subscribe: ack → delta p50 / p99 | {ms(percentile(st, 50))} / {ms(st_p99)} | none "
         f"| p99 ≤ {TARGET_P99_MS:.0f} ms: {verdict(st_p99, TARGET_P99_MS)} |",
         f"| odds_update messages per WebSocket per cycle | {per(results.ws_messages, args.clients)} | — | "
