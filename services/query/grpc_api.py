@@ -244,7 +244,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def CountAlerts(
         self, request: pb.CountAlertsRequest, context: grpc.aio.ServicerContext
     ) -> pb.CountAlertsResponse:
-        return pb.CountAlertsResponse(count=self._reads.count_alerts())
+        return pb.CountAlertsResponse(count=await self._reads.count_alerts())
 
     async def ListTournaments(
         self, request: pb.ListTournamentsRequest, context: grpc.aio.ServicerContext
