@@ -22,6 +22,7 @@ from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 logger = logging.getLogger(__name__)
 
 Source = Callable[[Sink], Coroutine[Any, Any, None]]  # follows one writer's feed into the sink, until cancelled
+LOAD_BATCH = 5_000  # markets applied to the cache between two turns of the event loop during the load
 QUEUE_BATCHES = 256  # beyond this the sources wait, and a writer ends a subscriber that falls out of its buffer
 
 
@@ -125,13 +126,16 @@ class Feed:
             rows = 0
             async for r in repo.stream_markets_since(conn, since):
                 batch.append(r)
-                if len(batch) >= 20_000:
+                if len(batch) >= LOAD_BATCH:
                     cache.load_rows(batch)
                     rows += len(batch)
                     batch = []
-                    if rows % self.load_progress_rows < 20_000:
+                    if rows % self.load_progress_rows < LOAD_BATCH:
                         self._record_size()
                         logger.info("cache loading: %d markets of %d events so far", rows, len(cache.events))
+                    # The service is SERVING during the load: reads (from PostgreSQL) and health checks get the
+                    # event loop between batches, not only between the cursor's 20,000-row fetches.
+                    await asyncio.sleep(0)
             cache.load_rows(batch)
             for event_id, slug, captured_at in await repo.snapshots_since(conn, since):
                 cache.confirm(event_id, slug, captured_at)
