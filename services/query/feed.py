@@ -22,7 +22,7 @@ from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 logger = logging.getLogger(__name__)
 
 Source = Callable[[Sink], Coroutine[Any, Any, None]]  # follows one writer's feed into the sink, until cancelled
-LOAD_BATCH = 5_000  # markets applied to the cache between two turns of the event loop during the load
+LOAD_BATCH = 1_000  # markets applied to the cache between two turns of the event loop during the load
 QUEUE_BATCHES = 256  # beyond this the sources wait, and a writer ends a subscriber that falls out of its buffer
 
 
