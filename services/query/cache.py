@@ -112,6 +112,9 @@ class OddsCache:
         # takes them from here rather than scanning every book each second (~10 % of the service's CPU at
         # 3,900 books in bench-read's profile). At most one entry per book.
         self.changed: set[Pair] = set()
+        # Set by the feed while its first load runs: the cache then holds part of the horizon and no read may
+        # be answered from it (reads.py goes to PostgreSQL). A cache filled directly (tests) is what it holds.
+        self.loading = False
 
     def books_of(self, event_id: int) -> dict[str, Book]:
         return self.books.get(event_id, {})

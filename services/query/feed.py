@@ -22,6 +22,7 @@ from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 logger = logging.getLogger(__name__)
 
 Source = Callable[[Sink], Coroutine[Any, Any, None]]  # follows one writer's feed into the sink, until cancelled
+LOAD_BATCH = 1_000  # markets applied to the cache between two turns of the event loop during the load
 QUEUE_BATCHES = 256  # beyond this the sources wait, and a writer ends a subscriber that falls out of its buffer
 
 
@@ -38,7 +39,9 @@ class Feed:
     publish), because the safety check compares every pair's time with latest_snapshots.
     Order at start: the feeds first, then warm-up, then what was queued meanwhile; a feed's first
     stream cannot resume, so a resync follows it and covers whatever committed around the warm-up
-    (a reload applies only states newer than the cache holds, so seeing a change twice is harmless)."""
+    (a reload applies only states newer than the cache holds, so seeing a change twice is harmless).
+    The warm-up runs in the background (`loaded`): until it and what was queued during it are applied,
+    `cache.loading` is set and the reads answer from PostgreSQL (reads.py)."""
 
     def __init__(
         self,
@@ -64,20 +67,44 @@ class Feed:
         self._tasks: list[asyncio.Task[None]] = []
         self.warm_up_seconds = 0.0
         self.resyncs = 0  # completed (tests wait on it)
+        self.loaded: asyncio.Task[None] | None = None  # the first load; done once the cache is complete
+        self.load_progress_rows = 100_000  # a "loading" log line every this many markets
 
     def cutoff(self) -> datetime:
         """Events whose kickoff is at or before this have left the cache."""
         return self._clock() - self._horizon
 
     async def start(self) -> None:
+        """Follows the feeds and starts the first load in the background; returns at once (the caller
+        reports SERVING: reads are answered from PostgreSQL meanwhile). Await `loaded` for the cache."""
+        self._cache.loading = True
+        metrics.CACHE_LOADING.set(1)
         self._tasks = [asyncio.create_task(source(self._queue.put)) for source in self._sources]
-        try:
-            await self.warm_up()
-        except BaseException:
-            await self.stop()
-            raise
-        self._tasks += [asyncio.create_task(self._consume()), asyncio.create_task(self._safety_loop())]
+        self.loaded = asyncio.create_task(self._load())
+        self._tasks.append(self.loaded)
+
+    async def _load(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self.warm_up()
+                break
+            except Exception as exc:
+                # A retried load only adds what the first missed (a state is applied only when newer).
+                logger.warning("cache load failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        # What the feeds queued during the load (at least the resync of a first stream, which cannot resume)
+        # is applied before the cache takes over from PostgreSQL: the switch must not step back in time by
+        # more than the feed's usual lag.
+        queued = self._drain()
+        if queued:
+            await self._handle(queued)
+        self._cache.loading = False
+        metrics.CACHE_LOADING.set(0)
         self.updates.ready.set()
+        self._tasks += [asyncio.create_task(self._consume()), asyncio.create_task(self._safety_loop())]
+        logger.info("cache complete: reads are served from memory")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -96,11 +123,19 @@ class Feed:
             for info in await repo.events_since(conn, since):
                 cache.put_event(info)
             batch: list[asyncpg.Record] = []
+            rows = 0
             async for r in repo.stream_markets_since(conn, since):
                 batch.append(r)
-                if len(batch) >= 20_000:
+                if len(batch) >= LOAD_BATCH:
                     cache.load_rows(batch)
+                    rows += len(batch)
                     batch = []
+                    if rows % self.load_progress_rows < LOAD_BATCH:
+                        self._record_size()
+                        logger.info("cache loading: %d markets of %d events so far", rows, len(cache.events))
+                    # The service is SERVING during the load: reads (from PostgreSQL) and health checks get the
+                    # event loop between batches, not only between the cursor's 20,000-row fetches.
+                    await asyncio.sleep(0)
             cache.load_rows(batch)
             for event_id, slug, captured_at in await repo.snapshots_since(conn, since):
                 cache.confirm(event_id, slug, captured_at)
@@ -121,19 +156,28 @@ class Feed:
             # Coalesce what has queued up: one reload for many batches under load.
             while not self._queue.empty() and len(items) < 500:
                 items.append(self._queue.get_nowait())
-            resyncs = [i for i in items if isinstance(i, Resync)]
-            if not resyncs:
-                try:
-                    await self.apply([i for i in items if isinstance(i, Changes)])
-                    continue
-                except Exception:
-                    # Whatever went wrong, those changes are unknown: resynchronise rather than
-                    # let the cache silently stop following the database.
-                    logger.exception("feed reload failed, resynchronising")
-            else:
-                logger.info("resynchronising: %s", resyncs[0].reason)
-            # A resync reads the database as it is now: it covers every batch queued before it.
-            await self._resync_until_done()
+            await self._handle(items)
+
+    def _drain(self) -> list[FeedItem]:
+        items: list[FeedItem] = []
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        return items
+
+    async def _handle(self, items: Sequence[FeedItem]) -> None:
+        resyncs = [i for i in items if isinstance(i, Resync)]
+        if not resyncs:
+            try:
+                await self.apply([i for i in items if isinstance(i, Changes)])
+                return
+            except Exception:
+                # Whatever went wrong, those changes are unknown: resynchronise rather than
+                # let the cache silently stop following the database.
+                logger.exception("feed reload failed, resynchronising")
+        else:
+            logger.info("resynchronising: %s", resyncs[0].reason)
+        # A resync reads the database as it is now: it covers every batch queued before it.
+        await self._resync_until_done()
 
     async def _resync_until_done(self) -> None:
         delay = 0.1

@@ -244,7 +244,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def CountAlerts(
         self, request: pb.CountAlertsRequest, context: grpc.aio.ServicerContext
     ) -> pb.CountAlertsResponse:
-        return pb.CountAlertsResponse(count=self._reads.count_alerts())
+        async def work() -> pb.CountAlertsResponse:
+            return pb.CountAlertsResponse(count=await self._reads.count_alerts())
+
+        # From PostgreSQL while the cache loads: its errors map to status codes as every read's do.
+        return await _ERRORS.answer(context, "CountAlerts", work)
 
     async def ListTournaments(
         self, request: pb.ListTournamentsRequest, context: grpc.aio.ServicerContext

@@ -8,25 +8,21 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from services.query import metrics
 from services.query.history import MarketHistory, Point
 from services.query.history_repository import CurrentState, HistoryReader, MarketChanges
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "oddstore:v2:history"  # v2: the stamp includes the cleanup mark
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# Socket errors other than redis-py's own (TimeoutError is an OSError on Python 3.11).
-REDIS_ERRORS = (RedisError, OSError)
 
 # The market's last_updated_at in microseconds since the epoch (None: no current row) and the cleanup mark.
 Version = tuple[int | None, int]
@@ -35,9 +31,23 @@ Version = tuple[int | None, int]
 def connect(url: str, connect_timeout: float, timeout: float) -> Redis:
     """A client that opens its connections on first use. No retries inside redis-py (its default retries
     with back-off would hold a read for seconds while Redis is down): HistoryCache backs off instead."""
+    # Imported here, only with REDIS_URL: importing redis-py measured ~35 % of the query service's imports
+    # (python -X importtime), which are most of its time from process start to SERVING.
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     return Redis.from_url(
         url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
     )
+
+
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What a failed Redis operation raises: redis-py's errors and socket errors other than its own (TimeoutError is
+    an OSError on Python 3.11)."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
 
 
 def history_key(event_id: int, bookmaker_slug: str, market_id: str, line: float | None) -> str:
@@ -117,6 +127,7 @@ class HistoryCache:
     ) -> None:
         self._reader = reader
         self._redis = redis
+        self._errors = redis_errors() if redis is not None else ()
         self._in_horizon = in_horizon
         self._ttl = ttl_seconds
         self._backoff = backoff_seconds
@@ -179,7 +190,7 @@ class HistoryCache:
             return None
         try:
             value = await self._redis.get(key)
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._failed("get", exc)
             return None
         self._succeeded()
@@ -193,7 +204,7 @@ class HistoryCache:
             return
         try:
             await self._redis.set(key, value, ex=self._ttl)
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._failed("set", exc)
             return
         self._succeeded()

@@ -6,6 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 CACHE_EVENTS = Gauge("oddstore_query_cache_events", "Events held in the current-odds cache")
 CACHE_MARKETS = Gauge("oddstore_query_cache_markets", "Current markets held in the cache")
+CACHE_LOADING = Gauge(
+    "oddstore_query_cache_loading", "1 while the first cache load runs (reads are answered from PostgreSQL)"
+)
 WARM_UP_SECONDS = Gauge("oddstore_query_warm_up_seconds", "Time the last cache warm-up took")
 FEED_LAG_SECONDS = Histogram(
     "oddstore_query_feed_lag_seconds",

@@ -16,6 +16,7 @@ from services.query.events import EventQuery, EventView, Mode
 Clock = Callable[[], datetime]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 class NotFound(LookupError):
@@ -33,27 +34,42 @@ class EventsPage:
 
 
 class Reads:
+    """While the cache loads (cache.loading), every read is answered from PostgreSQL with the same pure
+    selection and rendering as from the cache: what the cache holds then is part of the horizon, and an
+    answer from it could miss events or markets. Slower, never partial."""
+
     def __init__(self, cache: OddsCache, pool: asyncpg.Pool, cutoff: Clock, clock: Clock) -> None:
         self._cache = cache
         self._pool = pool
         self._cutoff = cutoff  # events with kickoff at or before it are not in the cache
         self._clock = clock
 
-    def count_alerts(self) -> int:
-        cache = self._cache
-        return events.count_alerts(cache.events.values(), cache.books_of, self._clock())
+    async def count_alerts(self) -> int:
+        cache, now = self._cache, self._clock()
+        if cache.loading:
+            metrics.FALLBACKS.labels("loading").inc()
+            books = await repo.unavailable_since(self._pool, now)
+            return events.count_alerts(await repo.events_between(self._pool, now, END_OF_TIME), books_of(books), now)
+        return events.count_alerts(cache.events.values(), cache.books_of, now)
+
+    async def _upcoming(self, now: datetime) -> Iterable[EventInfo]:
+        """The events tournaments and countries are drawn from (they keep those after `now`)."""
+        if self._cache.loading:
+            metrics.FALLBACKS.labels("loading").inc()
+            return await repo.events_between(self._pool, now, END_OF_TIME)
+        return self._cache.events.values()
 
     async def tournaments(self, mode: Mode) -> list[events.Tournament]:
         now = self._clock()
         if mode is Mode.COMPETITOR:
             return [events.Tournament(*t) for t in await repo.competitor_tournaments(self._pool, now)]
-        return events.tournaments(self._cache.events.values(), now)
+        return events.tournaments(await self._upcoming(now), now)
 
     async def countries(self, mode: Mode) -> list[str]:
         now = self._clock()
         if mode is Mode.COMPETITOR:
             return await repo.competitor_countries(self._pool, now)
-        return events.countries(self._cache.events.values(), now)
+        return events.countries(await self._upcoming(now), now)
 
     async def list_events(self, q: EventQuery) -> EventsPage:
         q.validate()
@@ -66,10 +82,12 @@ class Reads:
             return EventsPage(total, views=[events.competitor_view(g, books) for g in groups])
 
         cache = self._cache
+        start = q.lower_bound(now)
+        if cache.loading:
+            return await self._list_from_database(q, now, start)
         candidates: Iterable[EventInfo] = cache.events.values()
         books_of: Callable[[int], Mapping[str, Book]] = cache.books_of
         cutoff = self._cutoff()
-        start = q.lower_bound(now)
         if start is None or start <= cutoff:
             # The window reaches back before the cache horizon (Historical Analysis): older events
             # come from PostgreSQL; filtering needs only their metadata, odds only for the page.
@@ -85,8 +103,18 @@ class Reads:
             books_of = lambda event_id: loaded[event_id] if event_id in loaded else cache.books_of(event_id)  # noqa: E731
         return EventsPage(total, events=[(e, books_of(e.id)) for e in page])
 
+    async def _list_from_database(self, q: EventQuery, now: datetime, start: datetime | None) -> EventsPage:
+        """list_events while the cache loads: the candidates' metadata, the alerts' unavailable counts (only
+        for alerts mode), then the page's odds, as a miss loads them."""
+        metrics.FALLBACKS.labels("loading").inc()
+        candidates = await repo.events_between(self._pool, start or EPOCH, q.kickoff_to or END_OF_TIME)
+        unavailable = await repo.unavailable_since(self._pool, now) if q.mode is Mode.ALERTS else {}
+        page, total = events.select(candidates, q, now, books_of(unavailable))
+        loaded = await repo.load_books(self._pool, [e.id for e in page], events.INLINE_MARKETS) if page else {}
+        return EventsPage(total, events=[(e, loaded.get(e.id, {})) for e in page])
+
     async def event(self, event_id: int) -> tuple[EventInfo, Mapping[str, Book]]:
-        info = self._cache.events.get(event_id)
+        info = None if self._cache.loading else self._cache.events.get(event_id)
         if info is not None:
             return info, self._cache.books_of(event_id)
         # A miss (older than the horizon, or not yet seen): the same answer from PostgreSQL.
@@ -96,3 +124,7 @@ class Reads:
         metrics.FALLBACKS.labels("event").inc()
         books = await repo.load_books(self._pool, [event_id])
         return found[0], books.get(event_id, {})
+
+
+def books_of(books: Mapping[int, Mapping[str, Book]]) -> Callable[[int], Mapping[str, Book]]:
+    return lambda event_id: books.get(event_id, {})

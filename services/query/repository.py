@@ -55,6 +55,14 @@ SELECT event_id, bookmaker_slug, max(last_updated_at) FROM market_odds_current
 WHERE event_id = ANY($1::bigint[]) GROUP BY event_id, bookmaker_slug
 """
 
+# The only part of the books that selecting alerts reads (Book.unavailable), for the reads answered from
+# PostgreSQL while the cache loads.
+UNAVAILABLE_SINCE = """
+SELECT c.event_id, c.bookmaker_slug, count(*) FROM market_odds_current c
+JOIN events e ON e.id = c.event_id WHERE c.unavailable_at IS NOT NULL AND e.kickoff > $1
+GROUP BY c.event_id, c.bookmaker_slug
+"""
+
 SNAPSHOTS_SINCE = """
 SELECT s.event_id, s.bookmaker_slug, s.captured_at FROM latest_snapshots s
 JOIN events e ON e.id = s.event_id WHERE e.kickoff > $1
@@ -148,6 +156,14 @@ async def events_by_id(conn: asyncpg.Connection | asyncpg.Pool, ids: Sequence[in
 
 async def events_between(pool: asyncpg.Pool, start: datetime, end: datetime) -> list[EventInfo]:
     return [event_info(r) for r in await pool.fetch(EVENTS_BETWEEN, start, end)]
+
+
+async def unavailable_since(pool: asyncpg.Pool, since: datetime) -> dict[int, dict[str, Book]]:
+    """Books holding only their count of unavailable markets, for events with kickoff after `since` that have one."""
+    books: dict[int, dict[str, Book]] = {}
+    for event_id, slug, count in await pool.fetch(UNAVAILABLE_SINCE, since):
+        books.setdefault(event_id, {})[slug] = Book(unavailable=count)
+    return books
 
 
 async def stream_markets_since(conn: asyncpg.Connection, since: datetime) -> AsyncIterator[asyncpg.Record]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -172,6 +173,8 @@ async def test_errors_map_to_status_codes(service: Service) -> None:
         assert (err.value.details() or "").startswith(f"{field}: contains a NUL character")
 
     # PostgreSQL unreachable: a cache miss cannot be answered, and says so; cached reads still work.
+    # Answering the alert count without the database needs the cache complete (while it loads, reads go there).
+    await asyncio.wait_for(service.app.loaded(), 60)
     await service.cut_database()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetEvent(pb.GetEventRequest(event_id=new_event_id()), timeout=30)
