@@ -64,6 +64,22 @@ def decode(data: bytes) -> list[DecodedOutcome]:
     return out
 
 
+def decode_decimal(data: bytes) -> tuple[tuple[str, float, bool], ...]:
+    """decode() with decimal odds, in one pass: the read side decodes every point of a history this way, and
+    the two passes (decode, then from_milli per outcome) measured ~2x the time of this one."""
+    out: list[tuple[str, float, bool]] = []
+    pos = 0
+    end = len(data)
+    while pos < end:
+        size = data[pos]
+        name = data[pos + 1 : pos + 1 + size].decode()
+        pos += 1 + size
+        (packed,) = _UNPACK_FROM(data, pos)
+        pos += 4
+        out.append((name, (packed >> 1) / ODDS_SCALE, bool(packed & 1)))
+    return tuple(out)
+
+
 def same_outcomes(a: bytes, b: bytes) -> bool:
     """Equal ignoring the order of outcomes (bookmakers reorder them without changing odds)."""
     return a == b or sorted(decode(a)) == sorted(decode(b))

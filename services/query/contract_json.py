@@ -4,8 +4,8 @@ time through the gateway, issue 14). Per bookmaker, the list's inline odds and t
 once per change of its markets (Book.version, as rendering.py's protobuf pieces) and spliced into each answer.
 
 Bytes equal the gateway's own rendering of the same protobuf (services/gateway/convert.py + model_dump_json):
-the same serializer (pydantic-core, whose floats and string escapes the models use), fields in the models'
-order, instants through the models' format_utc; tests/unit/test_contract_json.py holds them to that.
+a serializer writing the same bytes as pydantic-core (whose floats and string escapes the models use), fields in the
+models' order, instants through the models' format_utc; tests/unit/test_contract_json.py holds them to that.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_json
+import orjson
 
 from oddstore.convert import format_utc
 from services.query import events, history
@@ -28,12 +28,14 @@ DETAIL_KIND = "detail_json"
 
 
 def dumps(value: object) -> bytes:
-    # Non-finite floats as null: pydantic's default for models (ser_json_inf_nan), not to_json's.
-    return to_json(value, inf_nan_mode="null")
+    """orjson, not pydantic-core's to_json: the same bytes for these plain values (shortest-repr floats, non-finite
+    ones as null as the models write them, UTF-8 unescaped, a UTC instant with "Z"; tests/unit/test_contract_json.py
+    holds every answer to the gateway's own rendering) in ~1/5 of the time on a 14-day history (200 points)."""
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 
 def _time(value: datetime | None) -> datetime | str | None:
-    """An instant as the models write it. One in UTC (every instant read from PostgreSQL) is left to pydantic-core,
+    """An instant as the models write it. One in UTC (every instant read from PostgreSQL) is left to the serializer,
     which writes it the same way ("Z", microseconds only when set) ~5x faster than format_utc in Python."""
     if value is None or value.tzinfo is UTC:
         return value

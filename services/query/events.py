@@ -64,7 +64,7 @@ class MarketView:
     market_id: str
     market_name: str
     line: float | None
-    outcomes: list[odds.Odds]
+    outcomes: Sequence[odds.Odds]
     margin: float | None
     market_groups: tuple[str, ...] | None
     available: bool

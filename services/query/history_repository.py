@@ -236,9 +236,7 @@ class UnknownBookmaker(LookupError):
 def _new_point(row: asyncpg.Record) -> Point:
     available: bool = row["available"]
     # The history row of a disappearance is the moment the market became unavailable.
-    return Point(
-        row["captured_at"], tuple(odds.decode(row["outcomes"])), available, None if available else row["captured_at"]
-    )
+    return Point(row["captured_at"], odds.decode(row["outcomes"]), available, None if available else row["captured_at"])
 
 
 def _legacy_point(row: asyncpg.Record, outcomes: str = "outcomes") -> Point:
@@ -326,7 +324,7 @@ def _current_of(row: asyncpg.Record | None, slug: str) -> Current:
     if row["last_updated_at"] is None:
         return Current(row["name"], None, mark)
     state = CurrentState(
-        tuple(odds.decode(row["outcomes"])),
+        odds.decode(row["outcomes"]),
         row["unavailable_at"],
         row["last_confirmed_at"],
         row["last_updated_at"],

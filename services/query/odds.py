@@ -11,8 +11,8 @@ from oddstore import codec
 Odds = tuple[str, float, bool]
 
 
-def decode(outcomes: bytes) -> list[Odds]:
-    return [(name, codec.from_milli(milli), active) for name, milli, active in codec.decode(outcomes)]
+def decode(outcomes: bytes) -> tuple[Odds, ...]:
+    return codec.decode_decimal(outcomes)
 
 
 def margin(outcomes: Iterable[Odds]) -> float | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic_core import to_json
 
 from oddstore import codec
 from services.gateway import convert
@@ -163,3 +164,9 @@ def test_an_instant_in_another_zone_is_written_in_utc_with_a_z() -> None:
     at = datetime(2026, 2, 24, 15, 30, 0, 5, tzinfo=timezone(timedelta(hours=2)))
     expected = b'{"event_id":3,"at":"2026-02-24T13:30:00.000005Z","markets_by_bookmaker":[]}'
     assert contract_json.event_at(3, at, []) == expected
+
+
+def test_non_finite_floats_are_written_as_null_as_the_gateway_models_write_them() -> None:
+    # A line is a float8 from PostgreSQL, which can hold infinity and NaN; the models write null (ser_json_inf_nan).
+    value = {"a": float("inf"), "b": float("-inf"), "c": float("nan")}
+    assert contract_json.dumps(value) == to_json(value, inf_nan_mode="null") == b'{"a":null,"b":null,"c":null}'

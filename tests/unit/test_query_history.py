@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from oddstore import codec
 from services.query.history import (
     DEFAULT_OFFSETS,
@@ -50,7 +53,13 @@ def test_margin_is_none_without_outcomes_or_priced_outcomes() -> None:
 
 def test_decode_gives_decimal_odds_from_the_stored_encoding() -> None:
     data = codec.encode([("Over", 1850, True), ("Under", 1950, False)])
-    assert decode(data) == [("Over", 1.85, True), ("Under", 1.95, False)]
+    assert decode(data) == (("Over", 1.85, True), ("Under", 1.95, False))
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), st.integers(0, 2**31 - 1), st.booleans()), max_size=5))
+def test_decoding_in_one_pass_gives_what_decoding_then_scaling_gives(outcomes: list[tuple[str, int, bool]]) -> None:
+    data = codec.encode([(name[:60], milli, active) for name, milli, active in outcomes])
+    assert decode(data) == tuple((n, codec.from_milli(m), a) for n, m, a in codec.decode(data))
 
 
 def test_a_point_exposes_its_margin() -> None:
