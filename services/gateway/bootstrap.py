@@ -60,6 +60,8 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         log_config=None,
         access_log=False,
         lifespan="on",
+        # The C parser rather than h11 (pure Python): ~0.2 ms less per request, issue 14's bench-read.
+        http="httptools",
         **UVICORN_WEBSOCKETS,  # /api/ws: frames per loop tick, uncompressed (ws_protocol.py)
         # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests finish for up to the grace
         # period, then runs the lifespan shutdown, which closes the gRPC channels.
