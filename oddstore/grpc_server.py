@@ -39,8 +39,14 @@ def unstorable_field(message: Message, prefix: str = "") -> str | None:
     return None
 
 
-class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Counts every unary call by method and status code, and times it."""
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+class _UnaryWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every unary method's behaviour with `wrap`; streams pass as they are."""
+
+    def wrap(self, method: str, inner: Behaviour) -> Behaviour:
+        raise NotImplementedError
 
     async def intercept_service(
         self,
@@ -50,9 +56,17 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = details.method
-        inner = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(
+            self.wrap(details.method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
+
+class _UnaryInterceptor(_UnaryWrapper):
+    """Counts every unary call by method and status code, and times it."""
+
+    def wrap(self, method: str, inner: Behaviour) -> Behaviour:
         async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
             code = "OK"
@@ -68,38 +82,21 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 metrics.GRPC_REQUESTS.labels(method, code).inc()
                 metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - start)
 
-        return _unary(handler, timed)
+        return timed
 
 
-class _TextCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _TextCheck(_UnaryWrapper):
     """A unary request with a string no query could use (a NUL makes PostgreSQL fail the statement) is answered
     INVALID_ARGUMENT naming the field before the servicer: the caller's fault, never an INTERNAL of ours."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-
+    def wrap(self, method: str, inner: Behaviour) -> Behaviour:
         async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             problem = unstorable_field(request)
             if problem is not None:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             return await inner(request, context)
 
-        return _unary(handler, checked)
-
-
-def _unary(handler: grpc.RpcMethodHandler, behaviour: Callable[[Any, grpc.aio.ServicerContext], Any]) -> Any:
-    return grpc.unary_unary_rpc_method_handler(
-        behaviour,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+        return checked
 
 
 def health_status(serving: bool) -> int:
