@@ -3,7 +3,7 @@ every current market per event and bookmaker. No I/O: feed.py fills it, events.p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -66,6 +66,16 @@ class Book:
     # Per Book: a Book that leaves (sweep) takes its memo along; a new Book starts empty.
     version: int = field(default=0, compare=False)
     memo: dict[str, tuple[int, bytes]] = field(default_factory=dict, compare=False, repr=False)
+
+    def piece(self, kind: str, build: Callable[[], bytes]) -> bytes:
+        """A serialized piece built from `markets` alone, kept until they change (`version`): most reads find a
+        bookmaker's markets as the previous read left them."""
+        held = self.memo.get(kind)
+        if held is not None and held[0] == self.version:
+            return held[1]
+        piece = build()
+        self.memo[kind] = (self.version, piece)
+        return piece
 
     @property
     def snapshot_time(self) -> datetime | None:

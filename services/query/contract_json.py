@@ -10,7 +10,7 @@ models' order, instants through the models' format_utc; tests/unit/test_contract
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,23 +75,14 @@ def detail_market(m: events.MarketView | history.MarketState) -> dict[str, Any]:
     }
 
 
-def _piece(book: Book, kind: str, build: Callable[[], bytes]) -> bytes:
-    held = book.memo.get(kind)
-    if held is not None and held[0] == book.version:
-        return held[1]
-    piece = build()
-    book.memo[kind] = (book.version, piece)
-    return piece
-
-
 def inline_piece(book: Book) -> bytes:
     """The JSON array of the book's inline odds, kept until its markets change."""
-    return _piece(book, INLINE_KIND, lambda: dumps([inline_market(m) for m in events.inline_markets(book)]))
+    return book.piece(INLINE_KIND, lambda: dumps([inline_market(m) for m in events.inline_markets(book)]))
 
 
 def detail_piece(book: Book) -> bytes:
     """The JSON array of the book's detail markets, kept until its markets change."""
-    return _piece(book, DETAIL_KIND, lambda: dumps([detail_market(m) for m in events.detail_markets(book)]))
+    return book.piece(DETAIL_KIND, lambda: dumps([detail_market(m) for m in events.detail_markets(book)]))
 
 
 def stale(book: Book) -> bool:

@@ -78,21 +78,9 @@ def event_to_pb(e: events.EventView) -> pb.EventSummary:
     )
 
 
-def _piece(book: Book, kind: str, build: Callable[[], bytes]) -> bytes:
-    """A serialized piece built from `book.markets` alone, kept until they change (Book.version):
-    most reads find a bookmaker's markets as the previous read left them."""
-    held = book.memo.get(kind)
-    if held is not None and held[0] == book.version:
-        return held[1]
-    piece = build()
-    book.memo[kind] = (book.version, piece)
-    return piece
-
-
 def _inline_piece(book: Book) -> bytes:
     """A BookmakerOdds holding only the book's inline odds."""
-    return _piece(
-        book,
+    return book.piece(
         "inline",
         lambda: pb.BookmakerOdds(
             inline_odds=[inline_to_pb(m) for m in events.inline_markets(book)]
@@ -102,8 +90,7 @@ def _inline_piece(book: Book) -> bytes:
 
 def _detail_piece(book: Book) -> bytes:
     """A BookmakerMarkets holding only the book's detail markets."""
-    return _piece(
-        book,
+    return book.piece(
         "detail",
         lambda: pb.BookmakerMarkets(markets=[detail_to_pb(m) for m in events.detail_markets(book)]).SerializeToString(),
     )

@@ -9,7 +9,7 @@ import base64
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,13 +58,13 @@ async def gateway() -> AsyncIterator[tuple[LiveOdds, str, ManualTimer]]:
     await serving
 
 
-def push(live: LiveOdds, timer: ManualTimer, first: int, events: int) -> Callable[[], int]:
-    """Changes to `events` new events, sent at once (a writer commit)."""
+def push(live: LiveOdds, timer: ManualTimer, first: int, events: int) -> int:
+    """Changes to `events` new events, sent at once (a writer commit); how many messages went out."""
     at = to_timestamp(datetime.now(UTC))
     timer.now += 1.0
     live.record(query_pb2.OddsChanged(event_id=e, bookmaker="betpawa", snapshots=1, captured_at=at)
                 for e in range(first, first + events))  # fmt: skip
-    return live.flush
+    return live.flush()
 
 
 async def test_updates_written_straight_to_the_sockets_arrive_whole_in_order_after_the_ack(
@@ -77,7 +77,7 @@ async def test_updates_written_straight_to_the_sockets_arrive_whole_in_order_aft
         await eventually(lambda: live.sockets == 2, "both sockets connected")
         await b.send('{"type":"ping"}')
         assert json.loads(await b.recv())["type"] == "pong"
-        assert push(live, timer, 1, 300)() == 300  # ~90 KB each: past the transport's high-water mark
+        assert push(live, timer, 1, 300) == 300  # ~90 KB each: past the transport's high-water mark
         for ws in (a, b):
             received = [json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_SECONDS)) for _ in range(300)]
             assert [m["data"]["event_id"] for m in received] == list(range(1, 301))
@@ -120,12 +120,11 @@ async def test_a_socket_that_stops_reading_is_closed_as_too_slow_and_the_others_
             # Far more than the kernel's buffers between the two ends hold: the stalled socket's bytes pile up in the
             # gateway's transport until past MAX_BUFFERED, then it is closed; the reader gets every message.
             while not any(s.ended.is_set() for s in sockets) and rounds < 200:
-                push(live, timer, 1 + rounds * events, events)()
+                push(live, timer, 1 + rounds * events, events)
                 ids = [json.loads(await asyncio.wait_for(reader.recv(), TIMEOUT_SECONDS))["data"]["event_id"]
                        for _ in range(events)]  # fmt: skip
                 assert ids == list(range(1 + rounds * events, 1 + (rounds + 1) * events))
                 rounds += 1
-                await asyncio.sleep(0)
             await eventually(lambda: live.sockets == 1, "the stalled socket dropped (it takes no close frame)")
             assert [s.close[0] for s in sockets if s.ended.is_set()] == [CLOSE_TOO_SLOW]
             assert rounds < 200
