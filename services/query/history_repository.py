@@ -66,8 +66,8 @@ ORDER BY 1
 # trip: no row means an unknown bookmaker, a NULL last_updated_at a market without a current row. The cleanup
 # mark changes when a cleanup run starts and again when it ends (the newest run's id, doubled, plus one once it
 # has ended): retention deletes history without touching last_updated_at, so a cache stamp needs both.
-CURRENT = """
-SELECT b.name, c.outcomes, c.unavailable_at, c.last_confirmed_at, c.last_updated_at, s.captured_at AS snapshot_at,
+# The current row's sources and the cleanup mark, shared by CURRENT and MARKET_CHANGES.
+_CURRENT_FROM = """
        (SELECT r.id::bigint * 2 + (r.completed_at IS NOT NULL)::int FROM cleanup_runs r ORDER BY r.id DESC LIMIT 1)
            AS cleanup_mark
 FROM bookmakers b
@@ -77,22 +77,22 @@ LEFT JOIN latest_snapshots s ON s.event_id = c.event_id AND s.bookmaker_slug = c
 WHERE b.slug = $2
 """
 
+CURRENT = """
+SELECT b.name, c.outcomes, c.unavailable_at, c.last_confirmed_at, c.last_updated_at, s.captured_at AS snapshot_at,
+""" + _CURRENT_FROM.lstrip("\n")
+
 # CURRENT, NEW_HISTORY and LEGACY_HISTORY as one statement: one round trip instead of five (BEGIN, three
 # queries, COMMIT), and one statement reads one snapshot, which is what the cache stamp needs (see
 # market_changes). `k` tells the parts apart: 0 the current row (exactly one, or none for an unknown
 # bookmaker), 1 the new table's points, 2 the legacy ones.
-MARKET_CHANGES = """
+MARKET_CHANGES = (
+    """
 SELECT 0 AS k, b.name, NULL::timestamptz AS captured_at, NULL::bool AS available, c.outcomes,
        NULL::text AS legacy_outcomes, c.unavailable_at, c.last_confirmed_at, c.last_updated_at,
        s.captured_at AS snapshot_at,
-       (SELECT r.id::bigint * 2 + (r.completed_at IS NOT NULL)::int FROM cleanup_runs r ORDER BY r.id DESC LIMIT 1)
-           AS cleanup_mark
-FROM bookmakers b
-LEFT JOIN market_odds_current c ON c.event_id = $1::bigint AND c.bookmaker_slug = b.slug AND c.market_id = $3
-     AND c.line IS NOT DISTINCT FROM $4::float8
-LEFT JOIN latest_snapshots s ON s.event_id = c.event_id AND s.bookmaker_slug = c.bookmaker_slug
-WHERE b.slug = $2
-UNION ALL
+"""
+    + _CURRENT_FROM.lstrip("\n")
+    + """UNION ALL
 SELECT 1, NULL, captured_at, available, outcomes, NULL, NULL, NULL, NULL, NULL, NULL FROM market_odds_history
 WHERE event_id = $1::bigint AND bookmaker_slug = $2 AND market_id = $3 AND line IS NOT DISTINCT FROM $4::float8
 UNION ALL
@@ -112,6 +112,7 @@ WHERE ce.betpawa_event_id = $1::bigint AND ce.source = $2 AND cm.betpawa_market_
   AND cm.line IS NOT DISTINCT FROM $4::float8
 ORDER BY k, captured_at
 """
+)
 
 # The last point at or before $2 of every market of the event; names and groups from current state,
 # which the history table does not repeat.
