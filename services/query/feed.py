@@ -15,7 +15,7 @@ import asyncpg
 
 from services.query import metrics
 from services.query import repository as repo
-from services.query.cache import CurrentMarket, MarketKey, OddsCache, Pair
+from services.query.cache import CurrentMarket, EventInfo, MarketKey, OddsCache, Pair
 from services.query.updates import MarketDelta, OddsChanged, Updates
 from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 
@@ -191,29 +191,49 @@ class Feed:
                 delay = min(delay * 2, 5.0)
 
     async def apply(self, batches: Sequence[Changes]) -> int:
-        """Reloads the changed markets from market_odds_current (set-based) and applies the newer
-        states; the events' metadata comes along, and the pairs' snapshot times from the batches."""
-        keys: set[tuple[int, str, MarketKey]] = set()
-        event_ids: set[int] = set()
-        pairs: list[tuple[int, str, datetime]] = []
-        for b in batches:
-            keys.update(b.markets)
-            pairs += b.pairs
-            event_ids.update(p[0] for p in b.pairs)
-        if not event_ids:
+        """Applies the batches' committed states, in order (a state older than the held one is ignored), and
+        reads back from market_odds_current (set-based) only what the batches do not carry: an unavailable
+        market's kept name and outcomes, every market of a writer that sends keys only. The events' metadata
+        comes along for the events whose metadata a batch wrote or that the cache does not hold yet."""
+        if not any(b.pairs for b in batches):
             return 0
+        keys: set[tuple[int, str, MarketKey]] = set()
+        given: list[tuple[int, str, MarketKey, CurrentMarket]] = []
+        read_events: set[int] = set()
+        cache = self._cache
+        for b in batches:
+            batch_events = {p[0] for p in b.pairs}
+            if b.states is None or b.events is None:
+                keys.update(b.markets)
+                read_events |= batch_events
+                continue
+            for (event_id, slug, key), state in zip(b.markets, b.states, strict=True):
+                if state is None:
+                    keys.add((event_id, slug, key))
+                else:
+                    given.append((event_id, slug, key, state))
+            read_events.update(b.events)
+            read_events.update(e for e in batch_events if e not in cache.events)
         metrics.FEED_BATCHES.inc(len(batches))
-        async with self._pool.acquire() as conn:
-            events = await repo.events_by_id(conn, sorted(event_ids))
-            rows = await repo.markets_by_key(conn, list(keys)) if keys else []
-        cache, cutoff = self._cache, self.cutoff()
+        events: list[EventInfo] = []
+        rows: list[asyncpg.Record] = []
+        if read_events or keys:
+            async with self._pool.acquire() as conn:
+                events = await repo.events_by_id(conn, sorted(read_events)) if read_events else []
+                rows = await repo.markets_by_key(conn, list(keys)) if keys else []
+        cutoff = self.cutoff()
         for info in events:
             if info.kickoff > cutoff:
                 cache.put_event(info)
         states: list[tuple[int, str, MarketKey, CurrentMarket]] = []
         applied = cache.load_rows(rows, states)
-        for event_id, slug, captured_at in pairs:
-            cache.confirm(event_id, slug, captured_at)
+        for event_id, slug, key, state in given:
+            if cache.put_market(event_id, slug, key, state):
+                states.append((event_id, slug, key, state))
+                applied += 1
+        for b in batches:
+            for event_id, slug, captured_at in b.pairs:
+                cache.confirm(event_id, slug, captured_at)
         # No await between the cache's change and its publication: see Updates.publish.
         self.updates.publish([MarketDelta(*s) for s in states], odds_changed(batches))
         oldest = min(b.committed_at for b in batches)

@@ -15,7 +15,7 @@ from oddstore import tls
 from oddstore.convert import from_timestamp
 from oddstore.grpc_server import client_options, keepalive_options
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
-from services.query.cache import MarketKey
+from services.query.cache import CurrentMarket, MarketKey
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,10 @@ class Changes:
     committed_at: datetime
     markets: list[tuple[int, str, MarketKey]]
     pairs: list[tuple[int, str, datetime]]
+    # The markets' committed states, in `markets` order; None where only the database knows it (an unavailable
+    # market keeps what it had), and no list at all from a writer that sends keys only.
+    states: list[CurrentMarket | None] | None = None
+    events: list[int] | None = None  # whose metadata or links the batch wrote; None: not told (read them all)
 
 
 class Resync:
@@ -45,11 +49,20 @@ Sink = Callable[[FeedItem], Awaitable[None]]
 
 
 def changes_from_pb(b: writer_pb2.CommittedBatch) -> Changes:
-    return Changes(
-        from_timestamp(b.committed_at),
-        [(m.event_id, m.bookmaker, (m.market_id, m.line if m.HasField("line") else None)) for m in b.markets],
-        [(p.event_id, p.bookmaker, from_timestamp(p.captured_at)) for p in b.pairs],
-    )
+    markets = [(m.event_id, m.bookmaker, (m.market_id, m.line if m.HasField("line") else None)) for m in b.markets]
+    pairs = [(p.event_id, p.bookmaker, from_timestamp(p.captured_at)) for p in b.pairs]
+    at = from_timestamp(b.committed_at)
+    if not b.states:
+        return Changes(at, markets, pairs)
+    return Changes(at, markets, pairs, [state_from_pb(m) for m in b.markets], list(b.events))
+
+
+def state_from_pb(m: writer_pb2.MarketChange) -> CurrentMarket | None:
+    """As cache.market_from_row would read the row back (groups: None when there are none)."""
+    if not m.available:
+        return None
+    at = from_timestamp(m.captured_at)
+    return CurrentMarket(m.market_name, tuple(m.market_groups) or None, m.outcomes, at, at, None)
 
 
 class WriterFeed:

@@ -10,9 +10,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
+from typing import NamedTuple
 
-# (event_id, bookmaker_slug, market_id, line, captured_at, available)
-MarketChange = tuple[int, str, str, float | None, datetime, bool]
+
+class MarketChange(NamedTuple):
+    """A market's newest state in a batch. Of an available market the whole row market_odds_current holds
+    (last_confirmed_at = captured_at); an unavailable one keeps what it had, which only the database knows."""
+
+    event_id: int
+    bookmaker_slug: str
+    market_id: str
+    line: float | None
+    captured_at: datetime  # last_updated_at
+    available: bool
+    outcomes: bytes = b""  # available only, as the rest
+    market_name: str = ""
+    market_groups: str = ""  # joined by U+001F, as written; empty: none
+
+
 PairAdvance = tuple[int, str, datetime]  # (event_id, bookmaker_slug, captured_at)
 
 
@@ -30,6 +45,7 @@ class Committed:
     committed_at: datetime
     markets: Sequence[MarketChange]
     pairs: Sequence[PairAdvance]
+    events: Sequence[int] = ()  # whose metadata or bookmaker links the batch wrote
 
     @property
     def size(self) -> int:
@@ -51,10 +67,16 @@ class ChangeLog:
         self._published = asyncio.Event()  # replaced on each publish: waiters hold the one they saw
         self._closed = False
 
-    def publish(self, committed_at: datetime, markets: Sequence[MarketChange], pairs: Sequence[PairAdvance]) -> int:
+    def publish(
+        self,
+        committed_at: datetime,
+        markets: Sequence[MarketChange],
+        pairs: Sequence[PairAdvance],
+        events: Sequence[int] = (),
+    ) -> int:
         """Appends one committed batch; called in commit order, after commit. Returns its sequence."""
         self.sequence += 1
-        batch = Committed(self.sequence, committed_at, markets, pairs)
+        batch = Committed(self.sequence, committed_at, markets, pairs, events)
         self._batches.append(batch)
         self._size += batch.size
         while self._size > self.capacity and len(self._batches) > 1:

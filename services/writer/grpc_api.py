@@ -13,7 +13,7 @@ from oddstore.db import transient
 from oddstore.v1 import snapshot_pb2, writer_pb2, writer_pb2_grpc
 from services.writer import metrics
 from services.writer.change_detection import MarketKey
-from services.writer.changes import ChangeLog, Closed, Committed, FellBehind
+from services.writer.changes import ChangeLog, Closed, Committed, FellBehind, MarketChange
 from services.writer.plan import Observed, Result, Status
 from services.writer.writer import Writer
 
@@ -78,17 +78,28 @@ def committed_to_pb(c: Committed) -> writer_pb2.ChangesResponse:
         batch=writer_pb2.CommittedBatch(
             sequence=c.sequence,
             committed_at=to_timestamp(c.committed_at),
-            markets=[
-                writer_pb2.MarketChange(
-                    event_id=e, bookmaker=slug, market_id=m, line=line, captured_at=to_timestamp(at), available=a
-                )
-                for e, slug, m, line, at, a in c.markets
-            ],
+            markets=[market_change_to_pb(m) for m in c.markets],
             pairs=[
                 writer_pb2.PairAdvance(event_id=e, bookmaker=slug, captured_at=to_timestamp(at))
                 for e, slug, at in c.pairs
             ],
+            states=True,
+            events=c.events,
         )
+    )
+
+
+def market_change_to_pb(m: MarketChange) -> writer_pb2.MarketChange:
+    return writer_pb2.MarketChange(
+        event_id=m.event_id,
+        bookmaker=m.bookmaker_slug,
+        market_id=m.market_id,
+        line=m.line,
+        captured_at=to_timestamp(m.captured_at),
+        available=m.available,
+        outcomes=m.outcomes,
+        market_name=m.market_name,
+        market_groups=m.market_groups.split("\x1f") if m.market_groups else (),
     )
 
 

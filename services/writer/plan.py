@@ -236,10 +236,19 @@ def event_row(e: Event) -> EventRow:
     )
 
 
-def feed_changes(
-    history: Sequence[HistoryRow], advanced: Mapping[Pair, datetime]
-) -> tuple[list[MarketChange], list[PairAdvance]]:
-    """What a batch publishes to the change feed: every market transition and every pair whose
-    snapshot time moved (a snapshot without changes still moves its pair's confirmation time)."""
-    markets = [(r.event_id, r.bookmaker_slug, r.market_id, r.line, r.captured_at, r.available) for r in history]
-    return markets, [(event_id, slug, at) for (event_id, slug), at in advanced.items()]
+def feed_changes(p: Plan, metadata: MetadataPlan) -> tuple[list[MarketChange], list[PairAdvance], list[int]]:
+    """What a batch publishes to the change feed: every market whose state it changed, as committed (its last
+    transition in the batch), every pair whose snapshot time moved (a snapshot without changes still moves
+    its pair's confirmation time), and the events whose metadata or links it wrote."""
+    last: dict[tuple[Pair, MarketKey], HistoryRow] = {}
+    for r in p.history:  # in capture order per pair: the last transition of a market is what was committed
+        last[((r.event_id, r.bookmaker_slug), (r.market_id, r.line))] = r
+    markets: list[MarketChange] = []
+    for key, r in last.items():
+        change = MarketChange(r.event_id, r.bookmaker_slug, r.market_id, r.line, r.captured_at, r.available)
+        if r.available:
+            c = p.current[key]
+            change = change._replace(outcomes=c.outcomes, market_name=c.market_name, market_groups=c.market_groups)
+        markets.append(change)
+    events = {*metadata.home, *metadata.created, *(event_id for event_id, _slug in metadata.links)}
+    return markets, [(event_id, slug, at) for (event_id, slug), at in p.advanced.items()], sorted(events)

@@ -177,7 +177,7 @@ class Writer:
         # Committed: only now does the in-memory state move, and the feed hear of it (under the
         # batch lock, so in commit order, and before the caller is acknowledged).
         if batch.advanced:
-            self.changes.publish(self._clock(), *feed_changes(batch.history, batch.advanced))
+            self.changes.publish(self._clock(), *feed_changes(batch, metadata))
         self._pairs.update(batch.states)
         self._events.update(metadata.home)
         self._created.update(metadata.created)

@@ -3,6 +3,8 @@ resyncs that cover what the feed cannot deliver (a lost publish, a new writer pr
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,7 +12,9 @@ from datetime import datetime, timedelta
 import asyncpg
 import pytest
 
-from services.query.cache import OddsCache
+from oddstore.model import Market
+from services.query import repository as query_repo
+from services.query.cache import MarketKey, OddsCache
 from services.query.feed import Feed
 from services.query.writer_feed import WriterFeed
 from services.writer.changes import ChangeLog, MarketChange, PairAdvance
@@ -29,11 +33,17 @@ class LosingChangeLog(ChangeLog):
 
     lose_next = False
 
-    def publish(self, committed_at: datetime, markets: Sequence[MarketChange], pairs: Sequence[PairAdvance]) -> int:
+    def publish(
+        self,
+        committed_at: datetime,
+        markets: Sequence[MarketChange],
+        pairs: Sequence[PairAdvance],
+        events: Sequence[int] = (),
+    ) -> int:
         if self.lose_next:
             self.lose_next = False
             return self.sequence
-        return super().publish(committed_at, markets, pairs)
+        return super().publish(committed_at, markets, pairs, events)
 
 
 @dataclass
@@ -99,6 +109,56 @@ async def test_a_write_reaches_the_cache_through_the_feed(rig: Rig) -> None:
     # A scrape without changes moves only the snapshot time, and that is announced too.
     await write(rig.writer, [snapshot(e, t + timedelta(minutes=3), [market("3795", None, (1.8, 1.9), ("Yes", "No"))])])
     await eventually(lambda: rig.cache.books_of(e)["betpawa"].captured_at == t + timedelta(minutes=3), "the new time")
+
+
+async def test_the_feed_carries_the_committed_states_equal_to_the_database(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random scrapes (changed odds, markets gone and back, renamed, regrouped, several snapshots of a pair in one
+    batch): the cache the feed built equals one loaded from the database, and only the unavailable markets
+    (whose kept name and odds only the database knows) were read back."""
+    resyncs = await rig.following()
+    read_back: list[tuple[int, str, MarketKey]] = []
+    original = query_repo.markets_by_key
+
+    async def markets_by_key(conn: asyncpg.Connection, keys: list[tuple[int, str, MarketKey]]) -> list[asyncpg.Record]:
+        read_back.extend(keys)
+        return await original(conn, keys)
+
+    monkeypatch.setattr(query_repo, "markets_by_key", markets_by_key)
+    rng = random.Random(11)
+    events, t = [new_event_id(), new_event_id()], now() - timedelta(minutes=50)
+    groups = [(), ("popular",), ("popular", "main"), ("goals",)]
+
+    def scrape(i: int) -> list[Market]:
+        found = []
+        for n in range(6):
+            if n >= 3 and rng.random() < 0.3:
+                continue  # missing from this scrape: unavailable (or still); markets 0-2 never are
+            m = market(str(3700 + n), None if n % 2 else 2.5, (rng.choice((1.5, 2.0, 2.5)), 3.0, 4.0))
+            if rng.random() < 0.2:
+                m = dataclasses.replace(m, market_name=f"Market {n} v{i}", market_groups=rng.choice(groups))
+            found.append(m)
+        return found
+
+    for i in range(12):
+        batch = []
+        for e in events:
+            for slug in ("betpawa", "sportybet"):
+                for j in range(rng.choice((1, 2))):  # two snapshots of one pair in one batch, now and then
+                    at = t + timedelta(minutes=2 * i + j)
+                    batch.append(snapshot(e, at, scrape(i), bookmaker=slug))
+        await write(rig.writer, batch)
+    marker = new_event_id()
+    await write(rig.writer, [snapshot(marker, t, [market()])])
+    await eventually(lambda: rig.odds(marker) is not None, "every batch applied (the feed is ordered)")
+
+    loaded = OddsCache()
+    await Feed(rig.pool, loaded, timedelta(hours=2), []).warm_up()
+    for e in events:
+        assert rig.cache.books_of(e) == loaded.books_of(e)
+    assert read_back and all(int(market_id) >= 3703 for _e, _slug, (market_id, _line) in read_back)
+    assert rig.feed.resyncs == resyncs  # every batch applied as it came (a failed one would resync)
 
 
 async def test_a_change_whose_announcement_was_lost_is_cached_by_the_next_safety_check(rig: Rig) -> None:
