@@ -10,7 +10,8 @@ a second cycle (~430,000 observations at the defaults) is submitted, its batches
 message received, p50/p99 (per message, from the acknowledgement of the snapshot of the (event, bookmaker) it reports;
 the WebSocket sends an event's first change at once and merges its later ones within GATEWAY_LIVE_WINDOW_SECONDS, so a
 merged message's figure includes up to one window; WebSocket latencies on every 10th socket, split at the gateway's send
-time), messages per client per cycle, and the gateway's and query's RSS and CPU during the cycle. The baseline is the
+time; the other sockets only count, in a process of their own, bench/feed_crowd.py, unless `--crowd-in-process`),
+messages per client per cycle, and the gateway's and query's RSS and CPU during the cycle. The baseline is the
 old system's: the UI polled every 60 s. Progress goes to stderr; the table to stdout.
 """
 
@@ -86,7 +87,10 @@ class Results:
     stream_errors: list[str] = field(default_factory=list)
     sockets_closed: list[str] = field(default_factory=list)  # before the end (either side): code and reason
     closing: bool = False
-    client_cpu_s: float = 0.0  # this program's, receiving every socket and stream: it shares the machine
+    client_cpu_s: float = (
+        0.0  # this program's and its crowd's, receiving every socket and stream: they share the machine
+    )
+    client_processes: int = 1
     usage: dict[str, Usage] = field(default_factory=dict)
 
 
@@ -111,6 +115,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="the measured cycle's batches spread evenly over this long (production: 5 minutes); 0: flat-out",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--crowd-in-process",
+        action="store_true",
+        help="run the counting sockets in this process too, behind the measuring ones (as before 2026-11-27 evening)",
+    )
     p.add_argument("--database-url", default=None, help="server for the throw-away database (default: DATABASE_URL)")
     return p.parse_args(argv)
 
@@ -190,6 +199,55 @@ class Browser(WSListener):
         r.ws_delivery_ms.append(max(0.0, (now - sent) * 1000))
 
 
+class Crowd:
+    """The sockets that only count (bench/feed_crowd.py), in a process of their own: browsers parse their own frames,
+    so the measuring sockets here are not queued behind the crowd's ~65,000 frames per writer commit."""
+
+    def __init__(self, process: asyncio.subprocess.Process, sockets: int) -> None:
+        self.process, self.sockets = process, sockets
+
+    @classmethod
+    async def start(cls, url: str, sockets: int) -> Crowd:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.feed_crowd", url, str(sockets),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent,
+        )  # fmt: skip
+        crowd = cls(process, sockets)
+        line = await asyncio.wait_for(crowd._line(), 600)
+        if line != b"connected\n":
+            raise RuntimeError(f"the crowd of {sockets} WebSockets did not connect (exit {process.returncode})")
+        logger.info("%d counting WebSockets connected in their own process (pid %d)", sockets, process.pid)
+        return crowd
+
+    async def _line(self) -> bytes:
+        assert self.process.stdout is not None
+        return await self.process.stdout.readline()
+
+    def _say(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line)
+
+    def check_alive(self) -> None:
+        if self.process.returncode is not None:
+            raise RuntimeError(f"the crowd of WebSockets exited ({self.process.returncode})")
+
+    async def reset(self) -> None:
+        self._say(b"reset\n")
+
+    async def report(self, results: Results) -> None:
+        self._say(b"report\n")
+        counted = json.loads(await asyncio.wait_for(self._line(), 60))
+        results.ws_messages += counted["messages"]
+        results.sockets_closed += counted["closed"]
+        results.client_cpu_s += counted["cpu_s"]
+        results.client_processes += 1
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
 async def ping(sockets: list[WSTransport]) -> None:
     """As the UI does: without it every socket is closed as idle when the set-up (images, seed cycle) is long."""
     while True:
@@ -267,6 +325,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
     services: list[ServiceProcess] = []
     ok = False
     tasks: list[asyncio.Task[None]] = []
+    crowd: Crowd | None = None
     try:
         work = workload.generate(
             events=args.events, cycles=2, change_rate=args.change_rate, seed=args.seed, batch_size=args.batch_size,
@@ -302,6 +361,8 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
         def check() -> None:
             for s in services:
                 s.check_alive()
+            if crowd is not None:
+                crowd.check_alive()
             for task in tasks:  # the clients' own: a failure ends the run rather than skewing it
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise RuntimeError("a benchmark client task failed") from task.exception()
@@ -318,12 +379,14 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             acks, last = Acks(), [clock()]
             sockets: list[WSTransport] = []
             decoded: dict[bytes, Decoded] = {}
-            for i in range(args.clients):
+            url = f"ws://127.0.0.1:{gateway_port}/api/ws?topics=odds_updates"
+            sampled = [i % SAMPLE_EVERY == 0 for i in range(args.clients)]
+            if not args.crowd_in_process:
+                crowd = await Crowd.start(url, sampled.count(False))
+                sampled = [True] * sampled.count(True)
+            for measuring in sampled:
                 # As a browser: no protocol-level keepalive (the UI pings in JSON, `ping` below).
-                ws, browser = await ws_connect(
-                    lambda sampled=i % SAMPLE_EVERY == 0: Browser(acks, results, last, decoded, sampled),
-                    f"ws://127.0.0.1:{gateway_port}/api/ws?topics=odds_updates",
-                )
+                ws, browser = await ws_connect(lambda m=measuring: Browser(acks, results, last, decoded, m), url)
                 await asyncio.wait_for(browser.acked, 60)
                 sockets.append(ws)
             tasks.append(asyncio.create_task(ping(sockets)))
@@ -348,6 +411,8 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 measured.clear()
             results.stream_latency_ms.clear()
             results.ws_messages = results.stream_messages = results.stream_states = 0
+            if crowd is not None:
+                await crowd.reset()
 
             cycle = work.cycles[1]
             results.observations, results.snapshots = cycle.observations, cycle.snapshots
@@ -372,6 +437,8 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 )
             results.client_cpu_s = time.process_time() - client_cpu
             results.closing = True
+            if crowd is not None:
+                await crowd.report(results)
             for call in calls:
                 call.cancel()
             for ws in sockets:
@@ -385,6 +452,8 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if crowd is not None:
+            await crowd.stop()
         for service in reversed(services):
             service.stop()
         await server.drop_all()
@@ -441,7 +510,8 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"| gateway RSS now / peak, CPU in the cycle | {usage(gw)} | — "
         f"| ≤ {TARGET_GATEWAY_RSS_MB:.0f} MB: {verdict(gw.peak_rss_mb, TARGET_GATEWAY_RSS_MB)} |",
         f"| query RSS now / peak, CPU in the cycle | {usage(q)} | — | — |",
-        f"| the benchmark's clients (one process), CPU in the cycle | {results.client_cpu_s:.1f} s | — | — |",
+        f"| the benchmark's clients ({results.client_processes} processes), CPU in the cycle "
+        f"| {results.client_cpu_s:.1f} s | — | — |",
     ]
     lines += [f"stream ended: {e}" for e in results.stream_errors[:5]]
     if results.sockets_closed:
