@@ -510,8 +510,8 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"| gateway RSS now / peak, CPU in the cycle | {usage(gw)} | — "
         f"| ≤ {TARGET_GATEWAY_RSS_MB:.0f} MB: {verdict(gw.peak_rss_mb, TARGET_GATEWAY_RSS_MB)} |",
         f"| query RSS now / peak, CPU in the cycle | {usage(q)} | — | — |",
-        f"| the benchmark's clients ({results.client_processes} processes), CPU in the cycle "
-        f"| {results.client_cpu_s:.1f} s | — | — |",
+        f"| the benchmark's clients ({results.client_processes} process{'es' * (results.client_processes > 1)}), CPU in "
+        f"the cycle | {results.client_cpu_s:.1f} s | — | — |",
     ]
     lines += [f"stream ended: {e}" for e in results.stream_errors[:5]]
     if results.sockets_closed:
