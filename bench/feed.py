@@ -483,6 +483,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
     ws, st = results.ws_latency_ms, results.stream_latency_ms
     ws_p99, st_p99 = percentile(ws, 99), percentile(st, 99)
     gw, q = results.usage.get("gateway", Usage()), results.usage.get("query", Usage())
+    processes = "1 process" if results.client_processes == 1 else f"{results.client_processes} processes"
 
     def verdict(value: float | None, target: float) -> str:
         return "—" if value is None else ("met" if value <= target else "missed")
@@ -510,8 +511,7 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
         f"| gateway RSS now / peak, CPU in the cycle | {usage(gw)} | — "
         f"| ≤ {TARGET_GATEWAY_RSS_MB:.0f} MB: {verdict(gw.peak_rss_mb, TARGET_GATEWAY_RSS_MB)} |",
         f"| query RSS now / peak, CPU in the cycle | {usage(q)} | — | — |",
-        f"| the benchmark's clients ({results.client_processes} process{'es' * (results.client_processes > 1)}), CPU in "
-        f"the cycle | {results.client_cpu_s:.1f} s | — | — |",
+        f"| the benchmark's clients ({processes}), CPU in the cycle | {results.client_cpu_s:.1f} s | — | — |",
     ]
     lines += [f"stream ended: {e}" for e in results.stream_errors[:5]]
     if results.sockets_closed:
