@@ -110,14 +110,14 @@ class PreparedReads:
         if (m := _DETAIL.fullmatch(path)) is not None:
             if scope.get("query_string"):
                 return None  # FastAPI ignores unknown parameters but still checks their text: it decides
-            return self._detail(_parse(_ID, m[1]))
+            return self._detail(_parse(_ID, _path_text(m[1])))
         if (m := _HISTORY.fullmatch(path)) is not None:
-            return self._history(_parse(_ID, m[1]), _path_text(m[2]), _params(scope, _HISTORY_PARAMS))
+            return self._history(_parse(_ID, _path_text(m[1])), _path_text(m[2]), _params(scope, _HISTORY_PARAMS))
         if (m := _AT.fullmatch(path)) is not None:
             params = _params(scope, frozenset({"at"}))
             if "at" not in params:
                 return None
-            return self._at(_parse(_ID, m[1]), _parse(_INSTANT, params["at"]))
+            return self._at(_parse(_ID, _path_text(m[1])), _parse(_INSTANT, params["at"]))
         return None
 
     def _detail(self, event_id: int) -> Answer:
