@@ -155,8 +155,8 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
             f"through the Writer (captured {d.captured_at:%H:%M} UTC); {d.history_rows:,} history rows by COPY "
             f"over {d.partitions} daily partitions from {d.history_start:%Y-%m-%d} at the seed's reference rate "
             f"({read_data.REF_HISTORY_ROWS_PER_DAY:,} rows/day), plus the writer's {d.writer_history_rows:,} rows "
-            f"of the current state; history {d.history_bytes / 1e6:,.0f} MB. Loaded in {load:.0f} s; "
-            f"whole run {wall / 60:.1f} min.",
+            f"of the current state; history {d.history_bytes / 1e6:,.0f} MB; then VACUUM (ANALYZE). "
+            f"Loaded in {load:.0f} s; whole run {wall / 60:.1f} min.",
             "",
         ]
     fr = results.freshness

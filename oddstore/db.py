@@ -101,6 +101,10 @@ async def connect(dsn: str, *, password: str | None = None, **kwargs: Any) -> as
     return await asyncpg.connect(dsn, password=password, **kwargs)
 
 
+async def _session_kept(_: asyncpg.Connection) -> None:
+    """The pool's reset when the session is kept: asyncpg has already rolled back a transaction left open."""
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -108,8 +112,13 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 4,
     wait_seconds: float = 30.0,
+    keep_session: bool = False,
 ) -> asyncpg.Pool:
-    """Opens the pool, retrying while the database starts; raises after `wait_seconds`. `password` as `connect`."""
+    """Opens the pool, retrying while the database starts; raises after `wait_seconds`. `password` as `connect`.
+
+    `keep_session`: a connection goes back to the pool without asyncpg's reset statement (`RESET ALL`, `UNLISTEN *`,
+    `CLOSE ALL`, advisory locks released: one more round trip at the end of every use, on the reply's path), only a
+    transaction left open is still rolled back. For pools whose users change no session state."""
     # Hand-written, not tenacity: the same loop there (AsyncRetrying with retry, stop, wait, before_sleep and
     # reraise, then the ConnectionError) is no shorter, and would be one more dependency in every image.
     deadline = time.monotonic() + wait_seconds
@@ -117,7 +126,12 @@ async def create_pool(
     while True:
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn, password=password, min_size=min_size, max_size=max_size, command_timeout=60
+                dsn,
+                password=password,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=60,
+                reset=_session_kept if keep_session else None,
             )
             return pool
         except TRANSIENT_ERRORS as exc:

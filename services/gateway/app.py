@@ -23,6 +23,7 @@ from services.gateway.dependencies import reject_unstorable_text
 from services.gateway.errors import add_error_handlers
 from services.gateway.limits import Limits, RequestLimits, SecurityHeaders
 from services.gateway.live import LiveOdds
+from services.gateway.prepared import PreparedReads
 from services.gateway.query_client import QueryClient
 from services.gateway.retention_client import RetentionClient
 
@@ -54,12 +55,15 @@ def create_app(
     users: Mapping[str, User] | Callable[[], Mapping[str, User]] | None = None,
     limits: Limits | None = None,
     limits_clock: Callable[[], float] = time.monotonic,
+    prepared: bool = True,
 ) -> FastAPI:
     """The storage, cleanup and settings routes are mounted only with a retention client (bootstrap always
     passes one; tests of the query endpoints alone do not). `live` feeds the WebSocket (one is made over
     `query` when not given); it follows the query service while the app's lifespan runs. With `users`, every
     request needs their HTTP Basic credentials (auth.py); without, anyone may do anything. `limits`: per-client
-    rate and body size (limits.py; `limits_clock` times the rate). Every answer carries the security headers."""
+    rate and body size (limits.py; `limits_clock` times the rate). Every answer carries the security headers.
+    `prepared`: the reads of prepared bodies are answered below FastAPI (prepared.py); False (tests comparing the
+    two) leaves them to the routes."""
     live = live if live is not None else LiveOdds(query)
 
     @asynccontextmanager
@@ -97,6 +101,9 @@ def create_app(
     app.include_router(ws_api.router)
 
     add_error_handlers(app)
+    if prepared:
+        # Added first, so innermost: the middlewares below treat its requests as they treat the routes'.
+        app.add_middleware(PreparedReads, query=query)
     if users is not None:
         app.add_middleware(BasicAuth, verifier=Verifier(users))
     if retention is not None:

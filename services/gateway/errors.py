@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from services.gateway import models
-from services.gateway.query_client import Conflict, InvalidArgument, NotFound, QueryFailed, Unavailable
+from services.gateway.query_client import Conflict, InvalidArgument, NotFound, QueryError, QueryFailed, Unavailable
 
 
 def error_response(description: str) -> dict[str, Any]:
@@ -29,25 +29,26 @@ def _validation_error(message: str) -> list[dict[str, Any]]:
     return [{"type": "value_error", "loc": ["request"], "msg": message, "input": None}]
 
 
-def add_error_handlers(app: FastAPI) -> None:
-    """The status of each error the clients raise (query_client translates gRPC status codes to them)."""
-
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+def error_answer(exc: QueryError) -> JSONResponse:
+    """The HTTP answer to a backend's error (query_client translates gRPC status codes to them): the handlers below
+    give it to FastAPI's routes, prepared.py to the reads it answers below FastAPI."""
+    if isinstance(exc, NotFound):
         return JSONResponse({"detail": exc.message}, status_code=404)
-
-    @app.exception_handler(InvalidArgument)
-    async def invalid_argument(_: Request, exc: InvalidArgument) -> JSONResponse:
+    if isinstance(exc, InvalidArgument):
         return JSONResponse({"detail": _validation_error(exc.message)}, status_code=422)
-
-    @app.exception_handler(Conflict)
-    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+    if isinstance(exc, Conflict):
         return JSONResponse({"detail": exc.message}, status_code=409)
-
-    @app.exception_handler(Unavailable)
-    async def unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+    if isinstance(exc, Unavailable):
         return JSONResponse({"detail": exc.message}, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"detail": exc.message}, status_code=502)
 
-    @app.exception_handler(QueryFailed)
-    async def failed(_: Request, exc: QueryFailed) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=502)
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Each backend error as error_answer's HTTP status and body."""
+
+    async def answer(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, QueryError)
+        return error_answer(exc)
+
+    for error in (NotFound, InvalidArgument, Conflict, Unavailable, QueryFailed):
+        app.add_exception_handler(error, answer)

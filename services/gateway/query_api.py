@@ -32,7 +32,7 @@ from services.gateway.errors import error_response, upstream_errors
 from services.gateway.query_client import NotFound
 
 
-def _body(body: bytes) -> Response:
+def body_response(body: bytes) -> Response:
     """A body the query service rendered in the contract's JSON (its *Json methods): sent without re-validation,
     which for a 99 kB event detail was ~90 % of the gateway's time (issue 14)."""
     return Response(body, media_type="application/json")
@@ -98,7 +98,7 @@ async def list_events(
         request.kickoff_from.CopyFrom(to_timestamp(kickoff_from))
     if kickoff_to is not None:
         request.kickoff_to.CopyFrom(to_timestamp(kickoff_to))
-    return _body(await query.json_body("ListEventsJson", request))
+    return body_response(await query.json_body("ListEventsJson", request))
 
 
 # The three fixed paths below are registered before /events/{event_id} so that they are not read as ids.
@@ -133,7 +133,7 @@ async def list_countries(query: QueryDep, availability: ListAvailability = ListA
 )
 async def get_event(query: QueryDep, event_id: IdPath) -> Response:
     try:
-        return _body(await query.json_body("GetEventJson", query_pb2.GetEventRequest(event_id=event_id)))
+        return body_response(await query.json_body("GetEventJson", query_pb2.GetEventRequest(event_id=event_id)))
     except NotFound as exc:
         raise HTTPException(404, "Event not found") from exc
 
@@ -155,7 +155,7 @@ def _bookmaker_known(request: query_pb2.GetMarketHistoryRequest) -> Iterator[Non
 )
 async def odds_history(query: QueryDep, request: HistoryRequest) -> Response:
     with _bookmaker_known(request):
-        return _body(await query.json_body("GetMarketHistoryJson", request))
+        return body_response(await query.json_body("GetMarketHistoryJson", request))
 
 
 @router.get(
@@ -182,7 +182,7 @@ async def event_at(
 ) -> Response:
     request = query_pb2.GetEventAtRequest(event_id=event_id, at=to_timestamp(at))
     try:
-        return _body(await query.json_body("GetEventAtJson", request))
+        return body_response(await query.json_body("GetEventAtJson", request))
     except NotFound as exc:
         raise HTTPException(404, "Event not found") from exc
 

@@ -125,6 +125,10 @@ class OddsCache:
         # Set by the feed while its first load runs: the cache then holds part of the horizon and no read may
         # be answered from it (reads.py goes to PostgreSQL). A cache filled directly (tests) is what it holds.
         self.loading = False
+        # One copy of each market key and name for the whole cache (load_rows); bounded by the markets bookmakers
+        # offer (market ids × lines), not by the number of events.
+        self._keys: dict[MarketKey, MarketKey] = {}
+        self._names: dict[str, str] = {}
 
     def books_of(self, event_id: int) -> dict[str, Book]:
         return self.books.get(event_id, {})
@@ -167,6 +171,11 @@ class OddsCache:
         as lists and are shared as one tuple per distinct value (a few dozen across all markets).
         `applied`, when given, collects the states that were applied (for the live streams)."""
         groups_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Every row brings its own copies of values that repeat across markets: the market's name and key (a few
+        # hundred distinct across 434,200 markets) and the instants (one per snapshot, shared by its markets). Held
+        # once each, they were ~1/4 of the cache's memory, as much as the prepared JSON added (issue 14).
+        keys, names = self._keys, self._names
+        instants: dict[datetime, datetime] = {}
         count = 0
         put = self.put_market
         for r in rows:
@@ -174,11 +183,22 @@ class OddsCache:
             if groups is not None:
                 as_tuple = tuple(groups)
                 groups = groups_seen.setdefault(as_tuple, as_tuple)
-            market = CurrentMarket(r[4], groups, r[6], r[7], r[8], r[9])
-            if put(r[0], r[1], (r[2], r[3]), market):
+            key: MarketKey = (r[2], r[3])
+            key = keys.setdefault(key, key)
+            name: str = r[4]
+            unavailable_at = r[9]
+            market = CurrentMarket(
+                names.setdefault(name, name),
+                groups,
+                r[6],
+                instants.setdefault(r[7], r[7]),
+                instants.setdefault(r[8], r[8]),
+                None if unavailable_at is None else instants.setdefault(unavailable_at, unavailable_at),
+            )
+            if put(r[0], r[1], key, market):
                 count += 1
                 if applied is not None:
-                    applied.append((r[0], r[1], (r[2], r[3]), market))
+                    applied.append((r[0], r[1], key, market))
         return count
 
     def pair_times(self) -> dict[Pair, datetime | None]:

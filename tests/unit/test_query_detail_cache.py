@@ -213,3 +213,19 @@ async def test_the_background_renderer_rebuilds_changed_books_before_they_are_re
         assert_current(cache)
     finally:
         task.cancel()
+
+
+def test_markets_loaded_share_one_copy_of_each_repeated_key_name_and_instant() -> None:
+    cache = cache_of(info(1, 1), info(2, 1))
+    # Each row brings its own objects, equal but not the same, as asyncpg's rows do.
+    rows = [
+        (event_id, "betpawa", "".join(["50", "00"]), float("2.5"), "".join(["Over/Under", " - Full Time"]), None,
+         b"", T0 + timedelta(0), T0 + timedelta(0), None)
+        for event_id in (1, 2)
+    ]  # fmt: skip
+    assert rows[0][2] is not rows[1][2] and rows[0][7] is not rows[1][7]
+    assert cache.load_rows(rows) == 2
+    (k1, m1), (k2, m2) = (next(iter(cache.books_of(e)["betpawa"].markets.items())) for e in (1, 2))
+    assert k1 == ("5000", 2.5) and k1 is k2
+    assert m1 == m2 and m1.market_name is m2.market_name
+    assert m1.last_updated_at is m2.last_updated_at is m1.last_confirmed_at
