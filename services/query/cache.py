@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 MarketKey = tuple[str, float | None]  # (market_id, line)
+# A row of market_odds_current as OddsCache.load_rows takes it (an asyncpg Record, or a tuple of the same fields).
+MarketRow = Sequence[Any]
 Pair = tuple[int, str]  # (event_id, bookmaker_slug)
 
 

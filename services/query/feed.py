@@ -15,7 +15,7 @@ import asyncpg
 
 from services.query import metrics
 from services.query import repository as repo
-from services.query.cache import CurrentMarket, EventInfo, MarketKey, OddsCache, Pair
+from services.query.cache import CurrentMarket, EventInfo, MarketKey, MarketRow, OddsCache, Pair
 from services.query.updates import MarketDelta, OddsChanged, Updates
 from services.query.writer_feed import Changes, FeedItem, Resync, Sink
 
@@ -198,7 +198,7 @@ class Feed:
         if not any(b.pairs for b in batches):
             return 0
         keys: set[tuple[int, str, MarketKey]] = set()
-        given: list[tuple[int, str, MarketKey, CurrentMarket]] = []
+        given: list[MarketRow] = []
         read_events: set[int] = set()
         cache = self._cache
         for b in batches:
@@ -207,16 +207,16 @@ class Feed:
                 keys.update(b.markets)
                 read_events |= batch_events
                 continue
-            for (event_id, slug, key), state in zip(b.markets, b.states, strict=True):
+            for key, state in zip(b.markets, b.states, strict=True):
                 if state is None:
-                    keys.add((event_id, slug, key))
+                    keys.add(key)
                 else:
-                    given.append((event_id, slug, key, state))
+                    given.append(state)
             read_events.update(b.events)
             read_events.update(e for e in batch_events if e not in cache.events)
         metrics.FEED_BATCHES.inc(len(batches))
         events: list[EventInfo] = []
-        rows: list[asyncpg.Record] = []
+        rows: list[MarketRow] = []
         if read_events or keys:
             async with self._pool.acquire() as conn:
                 events = await repo.events_by_id(conn, sorted(read_events)) if read_events else []
@@ -225,12 +225,9 @@ class Feed:
         for info in events:
             if info.kickoff > cutoff:
                 cache.put_event(info)
+        # Read back or given, a state applies only when newer than the held one: the order between them is free.
         states: list[tuple[int, str, MarketKey, CurrentMarket]] = []
-        applied = cache.load_rows(rows, states)
-        for event_id, slug, key, state in given:
-            if cache.put_market(event_id, slug, key, state):
-                states.append((event_id, slug, key, state))
-                applied += 1
+        applied = cache.load_rows([*rows, *given], states)
         for b in batches:
             for event_id, slug, captured_at in b.pairs:
                 cache.confirm(event_id, slug, captured_at)

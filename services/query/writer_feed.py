@@ -15,7 +15,7 @@ from oddstore import tls
 from oddstore.convert import from_timestamp
 from oddstore.grpc_server import client_options, keepalive_options
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
-from services.query.cache import CurrentMarket, MarketKey
+from services.query.cache import MarketKey, MarketRow
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,10 @@ class Changes:
     committed_at: datetime
     markets: list[tuple[int, str, MarketKey]]
     pairs: list[tuple[int, str, datetime]]
-    # The markets' committed states, in `markets` order; None where only the database knows it (an unavailable
-    # market keeps what it had), and no list at all from a writer that sends keys only.
-    states: list[CurrentMarket | None] | None = None
+    # The markets' committed states as rows of market_odds_current (OddsCache.load_rows), in `markets` order; None
+    # where only the database knows it (an unavailable market keeps what it had); no list from a writer that sends
+    # keys only.
+    states: list[MarketRow | None] | None = None
     events: list[int] | None = None  # whose metadata or links the batch wrote; None: not told (read them all)
 
 
@@ -57,12 +58,24 @@ def changes_from_pb(b: writer_pb2.CommittedBatch) -> Changes:
     return Changes(at, markets, pairs, [state_from_pb(m) for m in b.markets], list(b.events))
 
 
-def state_from_pb(m: writer_pb2.MarketChange) -> CurrentMarket | None:
-    """As cache.market_from_row would read the row back (groups: None when there are none)."""
+def state_from_pb(m: writer_pb2.MarketChange) -> MarketRow | None:
+    """The row as market_odds_current holds it after the batch (groups: NULL when there are none)."""
     if not m.available:
         return None
     at = from_timestamp(m.captured_at)
-    return CurrentMarket(m.market_name, tuple(m.market_groups) or None, m.outcomes, at, at, None)
+    line = m.line if m.HasField("line") else None
+    return (
+        m.event_id,
+        m.bookmaker,
+        m.market_id,
+        line,
+        m.market_name,
+        list(m.market_groups) or None,
+        m.outcomes,
+        at,
+        at,
+        None,
+    )
 
 
 class WriterFeed:
