@@ -38,6 +38,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench import workload
 from bench.databases import Server
+from bench.feed_crowd import ODDS_UPDATE, ping
 from bench.read import wait_http
 from bench.results import configure_logging
 from bench.services import ServiceProcess, free_port, wait_serving
@@ -52,13 +53,11 @@ logger = logging.getLogger("bench.feed")
 OLD_POLL_S = 60.0  # the old system: the UI refetched on its 60 s poll
 TARGET_P99_MS = 250.0
 TARGET_GATEWAY_RSS_MB = 300.0
-UI_PING_S = 30.0  # the UI pings its socket this often; the gateway closes one silent for GATEWAY_WS_IDLE_SECONDS
 # The cycle's messages are all in once nothing has arrived for this long after the last acknowledgement (ten
 # conflation windows: on a loaded machine a delivery can take seconds).
 QUIET_S = 10.0
 # Latencies are measured on every SAMPLE_EVERY-th socket (all its messages); messages are counted on every socket.
 SAMPLE_EVERY = 10
-ODDS_UPDATE = b'{"type":"odds_update"'
 # Wall-clock time (not perf_counter): compared with the gateway's timestamp in each message, on the same machine.
 clock = time.time
 Decoded = tuple[int, str, float]  # an odds_update's event, bookmaker, and when the gateway sent it
@@ -246,15 +245,6 @@ class Crowd:
         if self.process.returncode is None:
             self.process.kill()
         await self.process.wait()
-
-
-async def ping(sockets: list[WSTransport]) -> None:
-    """As the UI does: without it every socket is closed as idle when the set-up (images, seed cycle) is long."""
-    while True:
-        await asyncio.sleep(UI_PING_S)
-        for ws in sockets:
-            if not ws.is_disconnected:
-                ws.send(WSMsgType.TEXT, b'{"type":"ping"}')
 
 
 async def read_stream(call: grpc.aio.UnaryStreamCall, acks: Acks, results: Results, last: list[float]) -> None:

@@ -19,7 +19,7 @@ import time
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 ODDS_UPDATE = b'{"type":"odds_update"'
-UI_PING_S = 30.0
+UI_PING_S = 30.0  # the UI pings its socket this often; the gateway closes one silent for GATEWAY_WS_IDLE_SECONDS
 
 
 class Counts:
@@ -49,6 +49,7 @@ class Counter(WSListener):
 
 
 async def ping(sockets: list[WSTransport]) -> None:
+    """As the UI does: without it every socket is closed as idle when the set-up (images, seed cycle) is long."""
     while True:
         await asyncio.sleep(UI_PING_S)
         for ws in sockets:

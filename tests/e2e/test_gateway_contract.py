@@ -25,7 +25,6 @@ from tests.gateway_fakes import (
     FakeBackend,
     FakeQueryService,
     margin,
-    start_fake_backend,
 )
 from tests.polling import TIMEOUT_SECONDS
 
@@ -44,28 +43,6 @@ DETAIL_MARKET_KEYS = {
 Params = list[tuple[str, str | int | float | bool | None]]
 HISTORY_KEYS = {"event_id", "bookmaker_slug", "bookmaker_name", "market_id", "market_name", "line", "history"}
 MARGIN_POINT_KEYS = {"captured_at", "margin", "available", "unavailable_at", "confirmed"}
-
-
-@pytest.fixture(scope="module")
-async def backend() -> AsyncIterator[FakeBackend]:
-    backend = await start_fake_backend()
-    yield backend
-    await backend.server.stop(0)
-
-
-@pytest.fixture(scope="module")
-async def query_client(backend: FakeBackend) -> AsyncIterator[QueryClient]:
-    client = QueryClient(backend.address, deadline_seconds=TIMEOUT_SECONDS)
-    await client.open()
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def fake(backend: FakeBackend) -> Iterator[FakeQueryService]:
-    backend.fake.reset()
-    yield backend.fake
-    backend.fake.reset()
 
 
 @pytest.fixture

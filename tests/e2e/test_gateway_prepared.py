@@ -6,7 +6,6 @@ the same requests in turn."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,7 @@ from services.gateway.app import create_app
 from services.gateway.dependencies import get_query
 from services.gateway.limits import Limits
 from services.gateway.query_client import QueryClient
-from tests.gateway_fakes import EVENT_ID, FakeBackend, FakeQueryService, start_fake_backend
-from tests.polling import TIMEOUT_SECONDS
+from tests.gateway_fakes import EVENT_ID, FakeQueryService
 
 VIEWER = ("vera", "viewer-secret-1")
 E = EVENT_ID
@@ -91,28 +89,6 @@ REQUESTS = DETAIL_REQUESTS + HISTORY_REQUESTS + AT_REQUESTS
 
 def _basic(name: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
-
-
-@pytest.fixture(scope="module")
-async def backend() -> AsyncIterator[FakeBackend]:
-    backend = await start_fake_backend()
-    yield backend
-    await backend.server.stop(0)
-
-
-@pytest.fixture(scope="module")
-async def query_client(backend: FakeBackend) -> AsyncIterator[QueryClient]:
-    client = QueryClient(backend.address, deadline_seconds=TIMEOUT_SECONDS)
-    await client.open()
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def fake(backend: FakeBackend) -> Iterator[FakeQueryService]:
-    backend.fake.reset()
-    yield backend.fake
-    backend.fake.reset()
 
 
 @pytest.fixture(scope="module")
