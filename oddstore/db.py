@@ -108,8 +108,10 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 4,
     wait_seconds: float = 30.0,
+    server_settings: Mapping[str, str] | None = None,
 ) -> asyncpg.Pool:
-    """Opens the pool, retrying while the database starts; raises after `wait_seconds`. `password` as `connect`."""
+    """Opens the pool, retrying while the database starts; raises after `wait_seconds`. `password` as `connect`;
+    `server_settings`: session settings every connection starts with."""
     # Hand-written, not tenacity: the same loop there (AsyncRetrying with retry, stop, wait, before_sleep and
     # reraise, then the ConnectionError) is no shorter, and would be one more dependency in every image.
     deadline = time.monotonic() + wait_seconds
@@ -117,7 +119,12 @@ async def create_pool(
     while True:
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn, password=password, min_size=min_size, max_size=max_size, command_timeout=60
+                dsn,
+                password=password,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=60,
+                server_settings=dict(server_settings or {}),
             )
             return pool
         except TRANSIENT_ERRORS as exc:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from oddstore import db, metrics, runtime
+from oddstore import citus, db, metrics, runtime
 from oddstore.grpc_server import Server, create_server, health_status, wait_for_signal
 from oddstore.v1 import query_pb2, query_pb2_grpc
 from services.query.cache import OddsCache
@@ -84,6 +84,7 @@ async def start(
         password=settings.database_password,
         max_size=settings.pool_size,
         wait_seconds=settings.database_wait_seconds,
+        server_settings=citus.POOL_SETTINGS,
     )
     cache = OddsCache()
     writers = [
