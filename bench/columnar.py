@@ -1,13 +1,17 @@
 """Columnar closed days: bytes per stored change and 14-day history reads, heap against columnar, in one run.
 
-Run as `python -m bench.columnar [--rows-per-day 1000000] [--queries 400] [--database-url URL]`. One fresh database
-(the real migrations) holds 14 days of identical synthetic history (bench.retention_data: 1,300 events, 3 bookmakers,
-50 markets; the first day COPYed, the others copied from it one day later each, then VACUUM ANALYZE). Then:
+Run as `python -m bench.columnar [--rows-per-day 1000000] [--queries 400] [--database-url URL] [--shard-count 32]`.
+One fresh database (the real migrations) holds 14 days of identical synthetic history (bench.retention_data: 1,300
+events, 3 bookmakers, 50 markets; the first day COPYed, the others copied from it one day later each, then VACUUM
+ANALYZE). Then:
 (a) all 14 days heap with their index, as the system kept them before: bytes per row of the closed days, and the
 p50/p99 of the query service's own 14-day history read (HistoryReader.market_history) of random markets;
 (b) the retention service converts the 13 closed days (Retention.convert_closed_days, default settings): the time
 each day took (the day's reads and late writes wait that long), then the same bytes and the same reads again.
 Targets (issue 12): <= 25 B per stored change for a closed day; the history p99 within 2x of (a).
+On a Citus coordinator (URL of the cluster, `make citus-up`) the database is created on every node with
+--shard-count shards per table: each day is then split by event, a read of one event goes to one shard per day, and
+the bytes are summed over all nodes.
 Progress goes to stderr; the result, a markdown table for BENCHMARKS.md, goes to stdout.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import platform
 import random
 import sys
@@ -64,6 +69,8 @@ class Results:
     columnar: Phase = field(default_factory=lambda: Phase("columnar, no index (after)"))
     convert_seconds: list[float] = field(default_factory=list)
     server: dict[str, str] = field(default_factory=dict)
+    workers: int | None = None  # Citus workers; None on plain PostgreSQL
+    load: list[float] = field(default_factory=list)  # 1-minute load average before each phase's reads and at the end
 
 
 async def closed_bytes_per_row(conn: asyncpg.Connection, days: list[date], rows_per_day: int) -> float:
@@ -85,8 +92,10 @@ async def read_history(pool: asyncpg.Pool, phase: Phase, queries: int, seed: int
 
 
 async def run(args: argparse.Namespace, server_url: str, results: Results) -> None:
-    server = Server(server_url)
+    server = Server(server_url, shard_count=args.shard_count)
     results.server = await server.describe()
+    nodes = await server.nodes()
+    results.workers = len(nodes) - 1 if nodes else None
     pool: asyncpg.Pool | None = None
     try:
         dsn = await server.create("columnar")
@@ -101,6 +110,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
         await retention_data.load(pool, days, [], args.rows_per_day, args.seed)
         async with pool.acquire() as conn:
             results.heap.bytes_per_row = await closed_bytes_per_row(conn, closed, args.rows_per_day)
+        results.load.append(os.getloadavg()[0])
         await read_history(pool, results.heap, args.queries, args.seed)
         logger.info("heap: %.1f B/row, history p99 %.2f ms", results.heap.bytes_per_row, results.heap.p(0.99))
 
@@ -111,7 +121,9 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             results.convert_seconds.append(time.perf_counter() - t)
         async with pool.acquire() as conn:
             results.columnar.bytes_per_row = await closed_bytes_per_row(conn, closed, args.rows_per_day)
+        results.load.append(os.getloadavg()[0])
         await read_history(pool, results.columnar, args.queries, args.seed)
+        results.load.append(os.getloadavg()[0])
         logger.info(
             "columnar: %.1f B/row, history p99 %.2f ms", results.columnar.bytes_per_row, results.columnar.p(0.99)
         )
@@ -128,8 +140,11 @@ def report(r: Results, args: argparse.Namespace, wall: float) -> str:
         f"### bench-columnar — {datetime.now(UTC):%Y-%m-%d}",
         "",
         f"Machine: {cpu_model()}, {memory_gib():.0f} GiB, {platform.system()}; PostgreSQL "
-        f"{r.server.get('server_version', '?')}. {r.rows_per_day:,} rows per day, {DAYS} days, "
-        f"{args.queries} history reads per phase (14 days, one market), run in {wall:.0f}s.",
+        f"{r.server.get('server_version', '?')}"
+        + (f", Citus coordinator + {r.workers} workers, {args.shard_count} shards" if r.workers is not None else "")
+        + f". {r.rows_per_day:,} rows per day, {DAYS} days, "
+        f"{args.queries} history reads per phase (14 days, one market), run in {wall:.0f}s; load average (1 min) "
+        f"before the heap reads, before the columnar reads, after: {', '.join(f'{x:.1f}' for x in r.load)}.",
         "",
         "| closed days | bytes per change | history p50 ms | history p99 ms | points read |",
         "|---|---:|---:|---:|---:|",
@@ -161,6 +176,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=400, help="history reads per phase")
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--database-url", help="a PostgreSQL server with citus_columnar (default: DATABASE_URL)")
+    p.add_argument("--shard-count", type=int, default=32, help="citus.shard_count of the database on a Citus cluster")
     return p.parse_args(argv)
 
 

@@ -113,8 +113,10 @@ async def create_pool(
     max_size: int = 4,
     wait_seconds: float = 30.0,
     keep_session: bool = False,
+    server_settings: Mapping[str, str] | None = None,
 ) -> asyncpg.Pool:
-    """Opens the pool, retrying while the database starts; raises after `wait_seconds`. `password` as `connect`.
+    """Opens the pool, retrying while the database starts; raises after `wait_seconds`. `password` as `connect`;
+    `server_settings`: session settings every connection starts with.
 
     `keep_session`: a connection goes back to the pool without asyncpg's reset statement (`RESET ALL`, `UNLISTEN *`,
     `CLOSE ALL`, advisory locks released: one more round trip at the end of every use, on the reply's path), only a
@@ -132,6 +134,7 @@ async def create_pool(
                 max_size=max_size,
                 command_timeout=60,
                 reset=_session_kept if keep_session else None,
+                server_settings=dict(server_settings or {}),
             )
             return pool
         except TRANSIENT_ERRORS as exc:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from oddstore import db, metrics, runtime
+from oddstore import citus, db, metrics, runtime
 from oddstore.grpc_server import Server, create_server, health_status, wait_for_signal
 from oddstore.v1 import query_pb2, query_pb2_grpc
 from services.query.cache import OddsCache
@@ -88,6 +88,7 @@ async def start(
         # asyncpg's reset statement saves a round trip on each history, point-in-time and cache-miss read (5 % of
         # the service's samples under bench-read's history reads, issue 14).
         keep_session=True,
+        server_settings=citus.POOL_SETTINGS,
     )
     cache = OddsCache()
     writers = [

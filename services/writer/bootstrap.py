@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from oddstore import db, metrics, runtime
+from oddstore import citus, db, metrics, runtime
 from oddstore.grpc_server import Server, create_server, wait_for_signal
 from oddstore.v1 import writer_pb2, writer_pb2_grpc
 from services.writer import metrics as writer_metrics
@@ -43,6 +43,7 @@ async def start(settings: WriterSettings) -> WriterApp:
         password=settings.database_password,
         max_size=settings.pool_size,
         wait_seconds=settings.database_wait_seconds,
+        server_settings=citus.POOL_SETTINGS,
     )
     writer = Writer(
         pool,

@@ -19,6 +19,10 @@ from oddstore.convert import snapshot_to_pb
 from oddstore.v1 import ingest_pb2, ingest_pb2_grpc, snapshot_pb2
 from services.ingest import bootstrap as ingest_bootstrap
 from services.ingest.config import IngestSettings
+from services.query import bootstrap as query_bootstrap
+from services.query.config import QuerySettings
+from services.retention import bootstrap as retention_bootstrap
+from services.retention.config import RetentionSettings
 from services.writer import bootstrap as writer_bootstrap
 from services.writer.config import WriterSettings
 from tests.factories import market, new_event_id, now, snapshot
@@ -87,6 +91,28 @@ async def test_reflection_lists_the_services_and_metrics_count_the_work(migrated
         )
     finally:
         await ingest.stop(1)
+        await writer.stop(1)
+
+
+async def test_the_writer_and_query_pools_start_with_citus_shard_hiding_off_and_retention_keeps_the_default(
+    migrated_dsn: str,
+) -> None:
+    # citus.POOL_SETTINGS: the writer's and query's asyncpg type introspection is slow on Citus with shards hidden;
+    # retention lists every table (storage sizes), where the coordinator's shards must stay hidden.
+    writer = await writer_bootstrap.start(WriterSettings(database_url=migrated_dsn, listen="127.0.0.1:0"))
+    query = await query_bootstrap.start(QuerySettings(database_url=migrated_dsn, listen="127.0.0.1:0"))
+    retention = await retention_bootstrap.start(
+        RetentionSettings(database_url=migrated_dsn, listen="127.0.0.1:0", tick_seconds=3600)
+    )
+    setting = "SELECT current_setting('citus.override_table_visibility', true)"
+    try:
+        assert await writer.pool.fetchval(setting) == "off"
+        assert await query.pool.fetchval(setting) == "off"
+        # Unset (NULL) on plain PostgreSQL, Citus's default "on" on a Citus coordinator.
+        assert await retention.pool.fetchval(setting) in (None, "on")
+    finally:
+        await retention.stop(1)
+        await query.stop(1)
         await writer.stop(1)
 
 
