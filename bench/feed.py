@@ -293,7 +293,7 @@ def stream_selections(event_ids: list[int], streams: int, per_stream: int) -> li
     """Stream i follows the i-th slice of `per_stream` events (wrapping around), or every event with 0: a client of
     the stream follows the matches it trades rather than the whole book. (An image of all ~430,000 markets is seconds
     of the query service's CPU per stream; on 2026-11-27, 100 streams of 100 events each, 3.3 million states of
-    images over one channel, stalled with both processes idle for 10 minutes: not investigated yet.)"""
+    images over one channel, stalled with both processes idle: see the note at the streams' start below.)"""
     if per_stream <= 0 or per_stream >= len(event_ids):
         return [[] for _ in range(streams)]
     n = len(event_ids)
@@ -389,8 +389,10 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
                 call = query_stub.Subscribe(pb.SubscribeRequest(event_ids=selection))
                 calls.append(call)
                 tasks.append(asyncio.create_task(read_stream(call, acks, results, last)))
-                # One image at a time: 100 images at once over the one channel stalled on 2026-11-27 (every process
-                # idle, the server waiting for flow-control credit the client did not send), not yet understood.
+                # One image at a time. 100 streams opened at once over the one channel, 2026-11-27: of 13 and of 50
+                # events each (~0.45 and ~1.7 M states in all), every image within 10 and 20 s; of 100 events each
+                # (3.3 M states, ~340 MB of images at once), 72-74 images arrived and the rest never began, every
+                # process idle and nothing queued in TCP (with BDP probing off too). Not explained yet.
                 await until(lambda n=i + 1: results.images_done + len(results.stream_errors) >= n, "image", 600, check)
             logger.info("%d WebSockets and %d streams connected", args.clients, args.streams)
             logger.info("the streams' images received in %.1fs", time.perf_counter() - began)
