@@ -255,7 +255,8 @@ async def read_stream(call: grpc.aio.UnaryStreamCall, acks: Acks, results: Resul
             elif m.resume_token:
                 results.images_done += 1
     except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.CANCELLED:
+        # CANCELLED is the benchmark's own cancel at the end, and only then: a server may cancel a call too.
+        if exc.code() != grpc.StatusCode.CANCELLED or not results.closing:
             results.stream_errors.append(f"{exc.code().name}: {exc.details()}")
 
 
@@ -292,8 +293,7 @@ async def submit_cycle(
 def stream_selections(event_ids: list[int], streams: int, per_stream: int) -> list[list[int]]:
     """Stream i follows the i-th slice of `per_stream` events (wrapping around), or every event with 0: a client of
     the stream follows the matches it trades rather than the whole book. (An image of all ~430,000 markets is seconds
-    of the query service's CPU per stream; on 2026-11-27, 100 streams of 100 events each, 3.3 million states of
-    images over one channel, stalled with both processes idle: see the note at the streams' start below.)"""
+    of the query service's CPU per stream.)"""
     if per_stream <= 0 or per_stream >= len(event_ids):
         return [[] for _ in range(streams)]
     n = len(event_ids)
@@ -385,15 +385,15 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             if args.stream_events is None:
                 args.stream_events = max(1, len(work.events) // max(1, args.streams))
             began = time.perf_counter()
-            for i, selection in enumerate(stream_selections(sorted(work.events), args.streams, args.stream_events)):
+            for selection in stream_selections(sorted(work.events), args.streams, args.stream_events):
                 call = query_stub.Subscribe(pb.SubscribeRequest(event_ids=selection))
                 calls.append(call)
                 tasks.append(asyncio.create_task(read_stream(call, acks, results, last)))
-                # One image at a time. 100 streams opened at once over the one channel, 2026-11-27: of 13 and of 50
-                # events each (~0.45 and ~1.7 M states in all), every image within 10 and 20 s; of 100 events each
-                # (3.3 M states, ~340 MB of images at once), 72-74 images arrived and the rest never began, every
-                # process idle and nothing queued in TCP (with BDP probing off too). Not explained yet.
-                await until(lambda n=i + 1: results.images_done + len(results.stream_errors) >= n, "image", 600, check)
+            # All at once, as clients come. (Before oddstore.grpc_server.UNREQUESTED_SECONDS, 100 streams of 100 events
+            # each opened at once lost 12-28 of them to gRPC's 30 s limit on a call not yet picked up.)
+            await until(lambda: results.images_done + len(results.stream_errors) >= len(calls), "images", 600, check)
+            if results.stream_errors:
+                raise RuntimeError(f"{len(results.stream_errors)} streams ended: {results.stream_errors[0]}")
             logger.info("%d WebSockets and %d streams connected", args.clients, args.streams)
             logger.info("the streams' images received in %.1fs", time.perf_counter() - began)
             # The seed cycle's last messages, before the measurement (a message of a pair not acknowledged yet is

@@ -125,6 +125,9 @@ class Server:
         await self.grpc.stop(grace)
 
 
+UNREQUESTED_SECONDS = 600
+
+
 def create_server(
     address: str,
     register: Callable[[grpc.aio.Server], None],
@@ -149,6 +152,11 @@ def create_server(
         ("grpc.http2.min_ping_interval_without_data_ms", 100),
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_permit_without_calls", 1),
+        # gRPC cancels a call the application has not picked up within 30 s, and grpc.aio picks up one call per turn
+        # of the event loop: while long work runs between awaits (100 Subscribe images of 100 events each, tens of ms
+        # per message each), a turn took seconds, and the last of 100 streams opened at once ended CANCELLED without
+        # a message (bench/feed.py, 2026-11-27). A call waits for its turn as long as the loop is busy instead.
+        ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_SECONDS),
     ]
     # In this order, the first outermost: every call counted; a caller refused before its request is looked at.
     interceptors: list[grpc.aio.ServerInterceptor] = [_UnaryInterceptor()]
