@@ -86,9 +86,7 @@ class Results:
     stream_errors: list[str] = field(default_factory=list)
     sockets_closed: list[str] = field(default_factory=list)  # before the end (either side): code and reason
     closing: bool = False
-    client_cpu_s: float = (
-        0.0  # this program's and its crowd's, receiving every socket and stream: they share the machine
-    )
+    client_cpu_s: float = 0.0  # this program's and its crowd's: they share the machine with the services
     client_processes: int = 1
     usage: dict[str, Usage] = field(default_factory=dict)
 
@@ -202,8 +200,8 @@ class Crowd:
     """The sockets that only count (bench/feed_crowd.py), in a process of their own: browsers parse their own frames,
     so the measuring sockets here are not queued behind the crowd's ~65,000 frames per writer commit."""
 
-    def __init__(self, process: asyncio.subprocess.Process, sockets: int) -> None:
-        self.process, self.sockets = process, sockets
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
 
     @classmethod
     async def start(cls, url: str, sockets: int) -> Crowd:
@@ -211,7 +209,7 @@ class Crowd:
             sys.executable, "-m", "bench.feed_crowd", url, str(sockets),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent,
         )  # fmt: skip
-        crowd = cls(process, sockets)
+        crowd = cls(process)
         line = await asyncio.wait_for(crowd._line(), 600)
         if line != b"connected\n":
             raise RuntimeError(f"the crowd of {sockets} WebSockets did not connect (exit {process.returncode})")
@@ -230,7 +228,7 @@ class Crowd:
         if self.process.returncode is not None:
             raise RuntimeError(f"the crowd of WebSockets exited ({self.process.returncode})")
 
-    async def reset(self) -> None:
+    def reset(self) -> None:
         self._say(b"reset\n")
 
     async def report(self, results: Results) -> None:
@@ -404,7 +402,7 @@ async def run(args: argparse.Namespace, server_url: str, results: Results) -> No
             results.stream_latency_ms.clear()
             results.ws_messages = results.stream_messages = results.stream_states = 0
             if crowd is not None:
-                await crowd.reset()
+                crowd.reset()
 
             cycle = work.cycles[1]
             results.observations, results.snapshots = cycle.observations, cycle.snapshots

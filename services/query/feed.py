@@ -203,7 +203,7 @@ class Feed:
         cache = self._cache
         for b in batches:
             batch_events = {p[0] for p in b.pairs}
-            if b.states is None or b.events is None:
+            if b.states is None:
                 keys.update(b.markets)
                 read_events |= batch_events
                 continue

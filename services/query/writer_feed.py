@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +32,7 @@ class Changes:
     # where only the database knows it (an unavailable market keeps what it had); no list from a writer that sends
     # keys only.
     states: list[MarketRow | None] | None = None
-    events: list[int] | None = None  # whose metadata or links the batch wrote; None: not told (read them all)
+    events: Sequence[int] = ()  # whose metadata or links the batch wrote (with `states`; without, all are read)
 
 
 class Resync:
@@ -55,19 +55,21 @@ def changes_from_pb(b: writer_pb2.CommittedBatch) -> Changes:
     at = from_timestamp(b.committed_at)
     if not b.states:
         return Changes(at, markets, pairs)
-    return Changes(at, markets, pairs, [state_from_pb(m) for m in b.markets], list(b.events))
+    states = [state_from_pb(key, m) for key, m in zip(markets, b.markets, strict=True)]
+    return Changes(at, markets, pairs, states, list(b.events))
 
 
-def state_from_pb(m: writer_pb2.MarketChange) -> MarketRow | None:
-    """The row as market_odds_current holds it after the batch (groups: NULL when there are none)."""
+def state_from_pb(key: tuple[int, str, MarketKey], m: writer_pb2.MarketChange) -> MarketRow | None:
+    """The row as market_odds_current holds it after the batch (groups: NULL when there are none); `key` is the
+    market's, as changes_from_pb read it."""
     if not m.available:
         return None
     at = from_timestamp(m.captured_at)
-    line = m.line if m.HasField("line") else None
+    event_id, slug, (market_id, line) = key
     return (
-        m.event_id,
-        m.bookmaker,
-        m.market_id,
+        event_id,
+        slug,
+        market_id,
         line,
         m.market_name,
         list(m.market_groups) or None,

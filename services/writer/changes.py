@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import NamedTuple
@@ -39,13 +39,17 @@ class Closed(Exception):
     """The log is closed (the writer is stopping): subscribers end their streams."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Committed:
+    """One committed batch. `memo` keeps the servicer's protobuf of it, built once for every query replica that
+    follows the feed (as updates.MarketDelta's for client streams)."""
+
     sequence: int
     committed_at: datetime
     markets: Sequence[MarketChange]
     pairs: Sequence[PairAdvance]
     events: Sequence[int] = ()  # whose metadata or bookmaker links the batch wrote
+    memo: object = field(default=None, compare=False, repr=False)
 
     @property
     def size(self) -> int:

@@ -74,19 +74,22 @@ def observed_from_pb(s: snapshot_pb2.Snapshot) -> Observed:
 
 
 def committed_to_pb(c: Committed) -> writer_pb2.ChangesResponse:
-    return writer_pb2.ChangesResponse(
-        batch=writer_pb2.CommittedBatch(
-            sequence=c.sequence,
-            committed_at=to_timestamp(c.committed_at),
-            markets=[market_change_to_pb(m) for m in c.markets],
-            pairs=[
-                writer_pb2.PairAdvance(event_id=e, bookmaker=slug, captured_at=to_timestamp(at))
-                for e, slug, at in c.pairs
-            ],
-            states=True,
-            events=c.events,
+    if c.memo is None:
+        c.memo = writer_pb2.ChangesResponse(
+            batch=writer_pb2.CommittedBatch(
+                sequence=c.sequence,
+                committed_at=to_timestamp(c.committed_at),
+                markets=[market_change_to_pb(m) for m in c.markets],
+                pairs=[
+                    writer_pb2.PairAdvance(event_id=e, bookmaker=slug, captured_at=to_timestamp(at))
+                    for e, slug, at in c.pairs
+                ],
+                states=True,
+                events=c.events,
+            )
         )
-    )
+    assert isinstance(c.memo, writer_pb2.ChangesResponse)
+    return c.memo
 
 
 def market_change_to_pb(m: MarketChange) -> writer_pb2.MarketChange:

@@ -20,9 +20,13 @@ BUSY_SECONDS = 33.0  # past gRPC's 30 s for a call not yet picked up, with a mar
 METHOD = "/test.Busy/Call"
 
 
+BLOCKING = threading.Event()  # set once the server's loop is blocked
+
+
 def _register(server: grpc.aio.Server) -> None:
     async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if request == b"block":
+            BLOCKING.set()
             time.sleep(BUSY_SECONDS)  # noqa: ASYNC251 - long work between two awaits: the loop runs nothing else
         return request
 
@@ -54,7 +58,7 @@ async def test_calls_arriving_while_the_loop_is_busy_past_30_s_are_served(port: 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(METHOD)
         busy = asyncio.ensure_future(call(b"block", timeout=120))
-        await asyncio.sleep(1.0)  # the server's loop is blocked by now
+        assert await asyncio.to_thread(BLOCKING.wait, 30)
         waiting = [call(f"call {i}".encode(), timeout=120) for i in range(3)]
         assert await asyncio.gather(*waiting) == [b"call 0", b"call 1", b"call 2"]
         assert await busy == b"block"
