@@ -266,8 +266,10 @@ def report(results: Results, args: argparse.Namespace, wall: float) -> str:
     notes = [
         "",
         f"Latency is per request from one client on a kept-alive connection ({args.requests} requests per read, "
-        f"after {read_measure.WARM_CALLS} untimed); req/s is the same request list again, sequential and then "
-        f"with {args.concurrency} in flight (bench.http_client against the gateway: kept-alive HTTP/1.1 connections, "
+        f"after {read_measure.WARM_CALLS} untimed), the three columns interleaved request by request with the order "
+        "rotating, so that each is the first to read a request's pages for a third of them; req/s is the sequential "
+        f"latencies' sum and then the same request list again with {args.concurrency} in flight "
+        "(bench.http_client against the gateway: kept-alive HTTP/1.1 connections, "
         f"one per request in flight, parsed by httptools; an asyncpg pool of "
         f"{args.concurrency} for the floor). The client, the gateway, the query service and PostgreSQL share "
         "the machine's CPUs, so the concurrent figures measure the machine as much as the services. "
@@ -527,19 +529,20 @@ async def run(args: argparse.Namespace, server_url: str, results: Results, *, sh
                     "history": requests.histories,
                     "event_at": requests.instants,
                 }
-                # Side by side: each read through the gateway, straight to the query service, then as SQL.
+                # Side by side: each read through the gateway, straight to the query service and as SQL, interleaved.
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{query_port}", options=client_options()) as channel:
                     direct = QueryDirect(channel)
                     for read in READS:
-                        results.gateway[read] = await read_measure.measure(
-                            f"gateway {read}", getattr(gateway, read), params[read], args.concurrency
+                        timings = await read_measure.measure_side_by_side(
+                            {
+                                f"gateway {read}": getattr(gateway, read),
+                                f"query gRPC {read}": getattr(direct, read),
+                                f"floor {read}": getattr(floor, read),
+                            },
+                            params[read],
+                            args.concurrency,
                         )
-                        results.query[read] = await read_measure.measure(
-                            f"query gRPC {read}", getattr(direct, read), params[read], args.concurrency
-                        )
-                        results.floor[read] = await read_measure.measure(
-                            f"floor {read}", getattr(floor, read), params[read], args.concurrency
-                        )
+                        results.gateway[read], results.query[read], results.floor[read] = timings.values()
                         query.check_alive()
                         gateway_proc.check_alive()
                 results.bare = await read_measure.measure(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from itertools import groupby
+from typing import Any, Protocol
 
 import orjson
 
+from oddstore.codec import decode_decimal
 from oddstore.convert import format_utc
 from services.query import events, history
 from services.query.cache import Book, EventInfo
-from services.query.odds import Odds
+from services.query.odds import Odds, margin
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an unset Timestamp: what the gateway shows for a missing created_at
 EMPTY = b"[]"
@@ -191,17 +193,74 @@ def history_point(p: history.Point) -> dict[str, Any]:
 
 def market_history(h: history.MarketHistory) -> bytes:
     """§6 odds history; market_name is the market id and line the request's only when there are points."""
+    return _history(
+        h.event_id, h.bookmaker_slug, h.bookmaker_name, h.market_id, h.line, [history_point(p) for p in h.points]
+    )
+
+
+def _history(
+    event_id: int, bookmaker_slug: str, bookmaker_name: str, market_id: str, line: float | None, points: list[Any]
+) -> bytes:
     return dumps(
         {
-            "event_id": h.event_id,
-            "bookmaker_slug": h.bookmaker_slug,
-            "bookmaker_name": h.bookmaker_name,
-            "market_id": h.market_id,
-            "market_name": h.market_id,
-            "line": h.line if h.points else None,
-            "history": [history_point(p) for p in h.points],
+            "event_id": event_id,
+            "bookmaker_slug": bookmaker_slug,
+            "bookmaker_name": bookmaker_name,
+            "market_id": market_id,
+            "market_name": market_id,
+            "line": line if points else None,
+            "history": points,
         }
     )
+
+
+class StoredRow(Protocol):
+    """A market_odds_history row as asyncpg returns it (columns captured_at, available, outcomes)."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+def _stored_point(row: StoredRow) -> dict[str, Any]:
+    """history_point of the row's Point (history_repository._new_point) without building the Point: a 14-day read
+    renders ~200 of them, and Point, merge and the second pass cost as much as this (BENCHMARKS.md, issue 14)."""
+    at, available = _time(row["captured_at"]), row["available"]
+    outcomes = decode_decimal(row["outcomes"])
+    return {
+        "captured_at": at,
+        "outcomes": _outcomes(outcomes),
+        "margin": margin(outcomes),
+        "available": available,
+        "unavailable_at": None if available else at,  # a disappearance's row is the moment it became unavailable
+        "confirmed": False,
+    }
+
+
+def market_history_rows(
+    event_id: int,
+    bookmaker_slug: str,
+    bookmaker_name: str,
+    market_id: str,
+    line: float | None,
+    rows: Sequence[StoredRow],
+    confirmation: history.Point | None,
+    from_time: datetime | None,
+    to_time: datetime | None,
+) -> bytes:
+    """market_history of a market whose only points are the new table's `rows` (by captured_at) and the confirmation,
+    with history.with_confirmation and history.between applied: the same bytes (tests/unit/test_contract_json.py)."""
+    points = [
+        _stored_point(r)
+        for r in rows
+        if (from_time is None or r["captured_at"] >= from_time) and (to_time is None or r["captured_at"] <= to_time)
+    ]
+    if (
+        confirmation is not None
+        and (not rows or confirmation.captured_at > rows[-1]["captured_at"])
+        and (from_time is None or confirmation.captured_at >= from_time)
+        and (to_time is None or confirmation.captured_at <= to_time)
+    ):
+        points.append(history_point(confirmation))
+    return _history(event_id, bookmaker_slug, bookmaker_name, market_id, line, points)
 
 
 def event_at(event_id: int, at: datetime, books: Iterable[history.BookmakerMarkets]) -> bytes:
@@ -220,3 +279,45 @@ def event_at(event_id: int, at: datetime, books: Iterable[history.BookmakerMarke
             ],
         }
     )
+
+
+def _stored_market(market_id: str, line: float | None, row: StoredRow) -> dict[str, Any]:
+    """detail_market of the row's MarketState (history_repository._EventAtRows.books) without building it."""
+    available, outcomes = row["available"], decode_decimal(row["outcomes"])
+    name = row["market_name"]  # None: the market has no current row, so no name or groups
+    groups = row["market_groups"]
+    return {
+        "betpawa_market_id": market_id,
+        "betpawa_market_name": market_id if name is None else name,
+        "line": line,
+        "outcomes": _outcomes_active(outcomes),
+        "margin": margin(outcomes),
+        "market_groups": None if name is None or groups is None else list(groups),
+        "available": available,
+        "unavailable_since": None if available else _time(row["captured_at"]),
+    }
+
+
+def event_at_rows(
+    event_id: int,
+    at: datetime,
+    markets: Iterable[tuple[tuple[str, str, float | None], StoredRow]],
+    names: Mapping[str, str],
+) -> bytes:
+    """event_at of an event whose markets have new-table rows only: `markets` are ((bookmaker_slug, market_id,
+    line), the market's last row at or before `at`) in the answer's order. The same bytes as event_at over the
+    BookmakerMarkets built from them (tests/unit/test_contract_json.py)."""
+    books = []
+    for slug, group in groupby(markets, key=lambda m: m[0][0]):
+        entries = list(group)
+        newest = max(row["captured_at"] for _, row in entries)
+        shown = [_stored_market(market_id, line, row) for (_, market_id, line), row in entries]
+        books.append(
+            {
+                "bookmaker_slug": slug,
+                "bookmaker_name": names.get(slug, slug),
+                "snapshot_time": _time(newest),
+                "markets": shown,
+            }
+        )
+    return dumps({"event_id": event_id, "at": _time(at), "markets_by_bookmaker": books})

@@ -269,8 +269,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
         return await _ERRORS.answer(context, "ListCountries", work)
 
-    async def _market_history(self, request: pb.GetMarketHistoryRequest) -> history.MarketHistory:
-        return await self._history.market_history(
+    def _history_args(
+        self, request: pb.GetMarketHistoryRequest
+    ) -> tuple[int, str, str, float | None, datetime | None, datetime | None]:
+        return (
             request.event_id,
             request.market_id,
             request.bookmaker_slug,
@@ -283,7 +285,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self, request: pb.GetMarketHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.JsonBody:
         async def work() -> pb.JsonBody:
-            return pb.JsonBody(json=contract_json.market_history(await self._market_history(request)))
+            return pb.JsonBody(json=await self._history.market_history_json(*self._history_args(request)))
 
         return await _ERRORS.answer(context, "GetMarketHistoryJson", work)
 
@@ -291,15 +293,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self, request: pb.GetMarketHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.MarketHistory:
         async def work() -> pb.MarketHistory:
-            return market_history_to_pb(await self._market_history(request))
+            return market_history_to_pb(await self._history.market_history(*self._history_args(request)))
 
         return await _ERRORS.answer(context, "GetMarketHistory", work)
 
     async def GetEventAtJson(self, request: pb.GetEventAtRequest, context: grpc.aio.ServicerContext) -> pb.JsonBody:
         async def work() -> pb.JsonBody:
             at = _opt_time(request, "at") or self._clock()
-            books = await self._reader.event_at(request.event_id, at)
-            return pb.JsonBody(json=contract_json.event_at(request.event_id, at, books))
+            return pb.JsonBody(json=await self._reader.event_at_json(request.event_id, at))
 
         return await _ERRORS.answer(context, "GetEventAtJson", work)
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from services.query import metrics
+from services.query import contract_json, metrics
 from services.query.history import MarketHistory, Point
 from services.query.history_repository import CurrentState, HistoryReader, MarketChanges
 
@@ -183,6 +183,21 @@ class HistoryCache:
         if not changes.cleaning:
             await self._set(key, encode_entry(version_of(changes.current, changes.cleanup_mark), changes.points))
         return changes.history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+
+    async def market_history_json(
+        self,
+        event_id: int,
+        market_id: str,
+        bookmaker_slug: str,
+        line: float | None,
+        from_time: datetime | None,
+        to_time: datetime | None,
+    ) -> bytes:
+        """The contract's JSON of market_history; without Redis, rendered from the rows (HistoryReader)."""
+        if self._redis is None or not self._in_horizon(event_id):
+            return await self._reader.market_history_json(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+        h = await self.market_history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+        return contract_json.market_history(h)
 
     async def _get(self, key: str) -> bytes | None:
         """The entry, or None when there is none or Redis cannot be asked now (skipped, or failed)."""

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from oddstore import citus
-from services.query import odds
+from services.query import contract_json, odds
 from services.query.history import (
     BookmakerMargins,
     BookmakerMarkets,
@@ -338,6 +338,54 @@ async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:
     return _current_of(await conn.fetchrow(CURRENT, *args), args[1])
 
 
+MarketKey = tuple[str, str, float | None]  # (bookmaker_slug, market_id, line)
+
+
+def _market_order(key: MarketKey) -> tuple[str, str, bool, float]:
+    """By bookmaker, market and line, the line-less market first."""
+    return key[0], key[1], key[2] is not None, key[2] or 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _EventAtRows:
+    """A point-in-time read's rows: per market the new table's last row at or before the instant (with the current
+    row's name and groups) and the legacy tables' one, and the bookmakers' names. The legacy columns are named
+    `legacy_outcomes` and `legacy_groups` in the one-statement read, `outcomes` and `market_groups` on Citus."""
+
+    new: dict[MarketKey, asyncpg.Record]
+    legacy: dict[MarketKey, asyncpg.Record]
+    names: dict[str, str]
+    legacy_outcomes: str
+    legacy_groups: str
+
+    def books(self) -> list[BookmakerMarkets]:
+        by_bookmaker: dict[str, list[tuple[Point, MarketState]]] = defaultdict(list)
+        for key in sorted(self.new.keys() | self.legacy.keys(), key=_market_order):
+            slug, market_id, line = key
+            n, g = self.new.get(key), self.legacy.get(key)
+            state = latest(_new_point(n) if n else None, _legacy_point(g, self.legacy_outcomes) if g else None)
+            assert state is not None
+            if n is not None and n["market_name"] is not None:  # the market has a current row
+                market_name, groups = n["market_name"], _groups(n["market_groups"])
+            elif g is not None:
+                market_name, groups = g["market_name"], _groups(g[self.legacy_groups])
+            else:
+                market_name, groups = market_id, None
+            market = MarketState(
+                market_id, market_name, line, state.outcomes, state.available, state.unavailable_at, groups
+            )
+            by_bookmaker[slug].append((state, market))
+        return [
+            BookmakerMarkets(
+                slug,
+                self.names.get(slug, slug),
+                max(p.captured_at for p, _ in entries),
+                tuple(m for _, m in entries),
+            )
+            for slug, entries in by_bookmaker.items()
+        ]
+
+
 class HistoryReader:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -367,7 +415,44 @@ class HistoryReader:
         last_updated_at and the cleanup mark stamp exactly these points: the writer adds a market's history rows
         in the transaction that moves the one, retention deletes rows only within a run that moves the other,
         and a cache keyed by them (history_cache.py) depends on that."""
-        args = (event_id, bookmaker_slug, market_id, line)
+        current, new_rows, legacy_points = await self._market_rows((event_id, bookmaker_slug, market_id, line))
+        points = merge(map(_new_point, new_rows), legacy_points, None)
+        return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
+
+    async def market_history_json(
+        self,
+        event_id: int,
+        market_id: str,
+        bookmaker_slug: str,
+        line: float | None,
+        from_time: datetime | None,
+        to_time: datetime | None,
+    ) -> bytes:
+        """contract_json.market_history(self.market_history(...)), rendered straight from the new table's rows when
+        the market has no legacy history (every market written since the takeover): no Point per row and no merge,
+        about half the Python time of a 14-day read (BENCHMARKS.md, issue 14). Raises UnknownBookmaker."""
+        current, new_rows, legacy_points = await self._market_rows((event_id, bookmaker_slug, market_id, line))
+        if legacy_points:
+            points = merge(map(_new_point, new_rows), legacy_points, None)
+            changes = MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
+            h = changes.history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+            return contract_json.market_history(h)
+        confirmation = None if current.state is None else current.state.confirmation()
+        return contract_json.market_history_rows(
+            event_id,
+            bookmaker_slug,
+            current.bookmaker_name,
+            market_id,
+            line,
+            new_rows,
+            confirmation,
+            from_time,
+            to_time,
+        )
+
+    async def _market_rows(self, args: MarketArgs) -> tuple[Current, Sequence[asyncpg.Record], list[Point]]:
+        """The market's current state, its new-table rows (captured_at, available, outcomes; by captured_at) and its
+        legacy points, read in one snapshot (see market_changes)."""
         async with self._pool.acquire() as conn:
             if self._citus is None:
                 self._citus = await citus.installed(conn)
@@ -377,15 +462,11 @@ class HistoryReader:
                     current = await _current(conn, args)
                     new_rows = await conn.fetch(NEW_HISTORY, *args)
                     legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
-            else:
-                rows = await conn.fetch(MARKET_CHANGES, *args)
-                current = _current_of(rows[0] if rows and rows[0]["k"] == 0 else None, bookmaker_slug)
-                new_rows = [r for r in rows if r["k"] == 1]
-                legacy_points = [_legacy_point(r, "legacy_outcomes") for r in rows if r["k"] == 2]
-                points = merge(map(_new_point, new_rows), legacy_points, None)
-                return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
-        points = merge(map(_new_point, new_rows), map(_legacy_point, legacy_rows), None)
-        return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
+                return current, new_rows, [_legacy_point(r) for r in legacy_rows]
+            rows = await conn.fetch(MARKET_CHANGES, *args)
+        current = _current_of(rows[0] if rows and rows[0]["k"] == 0 else None, args[1])
+        new_rows = [r for r in rows if r["k"] == 1]
+        return current, new_rows, [_legacy_point(r, "legacy_outcomes") for r in rows if r["k"] == 2]
 
     async def market_current(self, event_id: int, market_id: str, bookmaker_slug: str, line: float | None) -> Current:
         """Raises UnknownBookmaker."""
@@ -394,6 +475,19 @@ class HistoryReader:
 
     async def event_at(self, event_id: int, at: datetime) -> list[BookmakerMarkets]:
         """Every market of the event at every bookmaker as it stood at `at`; markets not yet known are left out."""
+        return (await self._event_at_rows(event_id, at)).books()
+
+    async def event_at_json(self, event_id: int, at: datetime) -> bytes:
+        """contract_json.event_at(self.event_at(...)), rendered straight from the new table's rows when the event
+        has no legacy history: no Point or MarketState per market, about half the Python time of a read of
+        ~600 markets (BENCHMARKS.md, issue 14)."""
+        rows = await self._event_at_rows(event_id, at)
+        if rows.legacy:
+            return contract_json.event_at(event_id, at, rows.books())
+        markets = [(k, rows.new[k]) for k in sorted(rows.new, key=_market_order)]
+        return contract_json.event_at_rows(event_id, at, markets, rows.names)
+
+    async def _event_at_rows(self, event_id: int, at: datetime) -> _EventAtRows:
         async with self._pool.acquire() as conn:
             if self._citus is None:
                 self._citus = await citus.installed(conn)
@@ -405,39 +499,13 @@ class HistoryReader:
                 names = await self._names(conn, slugs)
                 new = {(r["bookmaker_slug"], r["market_id"], r["line"]): r for r in new_rows}
                 legacy = {(r["slug"], r["market_id"], r["line"]): r for r in legacy_rows}
-                legacy_outcomes, legacy_groups = "outcomes", "market_groups"
-            else:
-                new, legacy, names = {}, {}, {}
-                for r in await conn.fetch(EVENT_AT, event_id, at):
-                    (new if r["k"] == 1 else legacy)[(r["slug"], r["market_id"], r["line"])] = r
-                    if r["bookmaker_name"] is not None:
-                        names[r["slug"]] = r["bookmaker_name"]
-                legacy_outcomes, legacy_groups = "legacy_outcomes", "legacy_groups"
-        by_bookmaker: dict[str, list[tuple[Point, MarketState]]] = defaultdict(list)
-        for key in sorted(new.keys() | legacy.keys(), key=lambda k: (k[0], k[1], k[2] is not None, k[2] or 0.0)):
-            slug, market_id, line = key
-            n, g = new.get(key), legacy.get(key)
-            state = latest(_new_point(n) if n else None, _legacy_point(g, legacy_outcomes) if g else None)
-            assert state is not None
-            if n is not None and n["market_name"] is not None:  # the market has a current row
-                market_name, groups = n["market_name"], _groups(n["market_groups"])
-            elif g is not None:
-                market_name, groups = g["market_name"], _groups(g[legacy_groups])
-            else:
-                market_name, groups = market_id, None
-            market = MarketState(
-                market_id, market_name, line, state.outcomes, state.available, state.unavailable_at, groups
-            )
-            by_bookmaker[slug].append((state, market))
-        return [
-            BookmakerMarkets(
-                slug,
-                names.get(slug, slug),
-                max(p.captured_at for p, _ in entries),
-                tuple(m for _, m in entries),
-            )
-            for slug, entries in by_bookmaker.items()
-        ]
+                return _EventAtRows(new, legacy, names, "outcomes", "market_groups")
+            new, legacy, names = {}, {}, {}
+            for r in await conn.fetch(EVENT_AT, event_id, at):
+                (new if r["k"] == 1 else legacy)[(r["slug"], r["market_id"], r["line"])] = r
+                if r["bookmaker_name"] is not None:
+                    names[r["slug"]] = r["bookmaker_name"]
+            return _EventAtRows(new, legacy, names, "legacy_outcomes", "legacy_groups")
 
     async def _states_at_offsets(
         self,

@@ -12,7 +12,7 @@ from pydantic_core import to_json
 
 from oddstore import codec
 from services.gateway import convert
-from services.query import contract_json, events, grpc_api, history, rendering
+from services.query import contract_json, events, grpc_api, history, history_repository, rendering
 from services.query.cache import CurrentMarket, EventInfo, Link, OddsCache
 from tests.unit.test_query_events import LINKS, NOW, info
 
@@ -170,3 +170,59 @@ def test_non_finite_floats_are_written_as_null_as_the_gateway_models_write_them(
     # A line is a float8 from PostgreSQL, which can hold infinity and NaN; the models write null (ser_json_inf_nan).
     value = {"a": float("inf"), "b": float("-inf"), "c": float("nan")}
     assert contract_json.dumps(value) == to_json(value, inf_nan_mode="null") == b'{"a":null,"b":null,"c":null}'
+
+
+def stored(at: datetime, available: bool, outcomes: list[tuple[str, float, bool]], **more: Any) -> dict[str, Any]:
+    """A history row as the read gets it (asyncpg's Record reads the same way by column name)."""
+    encoded = codec.encode([(n, codec.to_milli(o), a) for n, o, a in outcomes])
+    return {"captured_at": at, "available": available, "outcomes": encoded, **more}
+
+
+rows = st.builds(stored, instants, st.booleans(), outcome_lists)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(rows, max_size=8).map(lambda found: sorted(found, key=lambda r: r["captured_at"])),
+    st.none() | points.map(lambda p: p._replace(confirmed=True)),
+    st.none() | instants,
+    st.none() | instants,
+    lines,
+)
+def test_history_rendered_from_rows_equals_the_rendering_of_its_points(
+    found: list[dict[str, Any]],
+    confirmation: history.Point | None,
+    from_time: datetime | None,
+    to_time: datetime | None,
+    line: float | None,
+) -> None:
+    merged = history.merge(map(history_repository._new_point, found), [], confirmation)  # type: ignore[arg-type]
+    h = history.MarketHistory(5, "bet9ja", "Bet 9ja", "5000", line, tuple(history.between(merged, from_time, to_time)))
+    fast = contract_json.market_history_rows(
+        5, "bet9ja", "Bet 9ja", "5000", line, found, confirmation, from_time, to_time
+    )
+    assert fast == contract_json.market_history(h)
+
+
+at_rows = st.builds(
+    stored,
+    instants,
+    st.booleans(),
+    outcome_lists,
+    market_name=st.none() | texts,
+    market_groups=st.none() | st.lists(texts, max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(st.tuples(st.sampled_from(["betpawa", "bet9ja", "x"]), market_ids, lines), at_rows, max_size=8),
+    st.dictionaries(st.sampled_from(["betpawa", "bet9ja"]), texts),
+    instants,
+)
+def test_point_in_time_rendered_from_rows_equals_the_rendering_of_its_states(
+    found: dict[history_repository.MarketKey, dict[str, Any]], names: dict[str, str], at: datetime
+) -> None:
+    read = history_repository._EventAtRows(found, {}, names, "legacy_outcomes", "legacy_groups")  # type: ignore[arg-type]
+    markets = [(k, found[k]) for k in sorted(found, key=history_repository._market_order)]
+    assert contract_json.event_at_rows(3, at, markets, names) == contract_json.event_at(3, at, read.books())
