@@ -222,7 +222,7 @@ class StoredRow(Protocol):
 
 def _stored_point(row: StoredRow) -> dict[str, Any]:
     """history_point of the row's Point (history_repository._new_point) without building the Point: a 14-day read
-    renders ~200 of them, and Point, merge and the second pass cost as much as this (BENCHMARKS.md, issue 14)."""
+    renders ~200 of them, and building the Points and merging them was ~40 % of its Python time (issue 14)."""
     at, available = _time(row["captured_at"]), row["available"]
     outcomes = decode_decimal(row["outcomes"])
     return {
