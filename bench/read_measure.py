@@ -117,10 +117,10 @@ async def measure_side_by_side(calls: Mapping[str, Call], params: Sequence[Any],
     names = list(calls)
     timings = {name: Timing(concurrent=concurrency) for name in names}
     for i, p in enumerate(params[:WARM_CALLS]):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in _rotated(names, i):
             await calls[name](p)
     for i, p in enumerate(params):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in _rotated(names, i):
             t = time.perf_counter()
             size = await calls[name](p)
             timings[name].latencies.append(time.perf_counter() - t)
@@ -142,6 +142,10 @@ async def measure_side_by_side(calls: Mapping[str, Call], params: Sequence[Any],
             concurrency,
         )
     return timings
+
+
+def _rotated(names: list[str], i: int) -> list[str]:
+    return names[i % len(names) :] + names[: i % len(names)]
 
 
 async def _in_flight(call: Call, params: Sequence[Any], concurrency: int) -> float:

@@ -248,18 +248,14 @@ def market_history_rows(
 ) -> bytes:
     """market_history of a market whose only points are the new table's `rows` (by captured_at) and the confirmation,
     with history.with_confirmation and history.between applied: the same bytes (tests/unit/test_contract_json.py)."""
-    points = [
-        _stored_point(r)
-        for r in rows
-        if (from_time is None or r["captured_at"] >= from_time) and (to_time is None or r["captured_at"] <= to_time)
-    ]
-    if (
-        confirmation is not None
-        and (not rows or confirmation.captured_at > rows[-1]["captured_at"])
-        and (from_time is None or confirmation.captured_at >= from_time)
-        and (to_time is None or confirmation.captured_at <= to_time)
-    ):
-        points.append(history_point(confirmation))
+
+    def inside(at: datetime) -> bool:
+        return (from_time is None or at >= from_time) and (to_time is None or at <= to_time)
+
+    points = [_stored_point(r) for r in rows if inside(r["captured_at"])]
+    if confirmation is not None and inside(confirmation.captured_at):
+        if not rows or confirmation.captured_at > rows[-1]["captured_at"]:  # history.with_confirmation
+            points.append(history_point(confirmation))
     return _history(event_id, bookmaker_slug, bookmaker_name, market_id, line, points)
 
 

@@ -338,6 +338,12 @@ async def _current(conn: asyncpg.Connection, args: MarketArgs) -> Current:
     return _current_of(await conn.fetchrow(CURRENT, *args), args[1])
 
 
+def _changes(current: Current, new_rows: Iterable[asyncpg.Record], legacy_points: Iterable[Point]) -> MarketChanges:
+    """The market's rows (HistoryReader._market_rows) as its merged change points."""
+    points = merge(map(_new_point, new_rows), legacy_points, None)
+    return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
+
+
 MarketKey = tuple[str, str, float | None]  # (bookmaker_slug, market_id, line)
 
 
@@ -415,9 +421,7 @@ class HistoryReader:
         last_updated_at and the cleanup mark stamp exactly these points: the writer adds a market's history rows
         in the transaction that moves the one, retention deletes rows only within a run that moves the other,
         and a cache keyed by them (history_cache.py) depends on that."""
-        current, new_rows, legacy_points = await self._market_rows((event_id, bookmaker_slug, market_id, line))
-        points = merge(map(_new_point, new_rows), legacy_points, None)
-        return MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
+        return _changes(*await self._market_rows((event_id, bookmaker_slug, market_id, line)))
 
     async def market_history_json(
         self,
@@ -434,10 +438,10 @@ class HistoryReader:
         UnknownBookmaker."""
         current, new_rows, legacy_points = await self._market_rows((event_id, bookmaker_slug, market_id, line))
         if legacy_points:
-            points = merge(map(_new_point, new_rows), legacy_points, None)
-            changes = MarketChanges(current.bookmaker_name, tuple(points), current.state, current.cleanup_mark)
-            h = changes.history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
-            return contract_json.market_history(h)
+            changes = _changes(current, new_rows, legacy_points)
+            return contract_json.market_history(
+                changes.history(event_id, market_id, bookmaker_slug, line, from_time, to_time)
+            )
         confirmation = None if current.state is None else current.state.confirmation()
         return contract_json.market_history_rows(
             event_id,
