@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -72,6 +72,54 @@ def day_rows(rows: int, seed: int, day: date) -> Iterator[tuple[object, ...]]:
             logger.info("%s: %d of %d rows generated", partition_name(day), n, rows)
 
 
+CHANGES_PER_MARKET = 14.4  # production: 288 scrapes a day, ~5 % of markets changing per scrape (origin-system.md)
+SCRAPES_PER_DAY = 288
+MARKETS_PER_EVENT = len(BOOKMAKERS) * len(MARKET_IDS)
+
+
+def production_events(rows: int) -> int:
+    """How many events a production-shaped day of `rows` changes spans (each market changing ~14.4 times)."""
+    return max(1, round(rows / CHANGES_PER_MARKET / MARKETS_PER_EVENT))
+
+
+def production_day_rows(rows: int, seed: int, day: date) -> Iterator[tuple[object, ...]]:
+    """One day of history shaped as production's (origin-system.md): every market of production_events(rows) events
+    (3 bookmakers x 50 markets, one line each) is scraped every 5 minutes, each event at its own offset in the
+    cycle, and changes at ~5 % of scrapes (~14.4 times a day) by moving one or two prices a few ticks from where
+    they were; ~3 % of changes are the market disappearing. About `rows` rows, in time order. day_rows's rows are
+    instead independent draws over 1,300 events (~0.6 changes per market a day, every price random): a day that
+    compresses and indexes worse than production's."""
+    rng = random.Random(seed)
+    events = production_events(rows)
+    keys = [
+        (5_000_000 + e, b, m, None if m < "3720" else float(rng.randrange(1, 8)) - 0.5)
+        for e in range(events)
+        for b in BOOKMAKERS
+        for m in MARKET_IDS
+    ]
+    prices = [[rng.randrange(1_100, 9_000, 10) for _ in range(3)] for _ in keys]
+    offsets = [rng.random() * 300 for _ in range(events)]  # when in each 5-minute cycle the event is scraped
+    share = rows / (len(keys) * SCRAPES_PER_DAY)
+    midnight = day_start(day)
+    encode = codec.encode
+    for scrape in range(SCRAPES_PER_DAY):
+        changed = rng.sample(range(len(keys)), min(len(keys), round(len(keys) * share)))
+        for k in sorted(changed, key=lambda k: offsets[k // MARKETS_PER_EVENT]):
+            event_id, bookmaker, market_id, line = keys[k]
+            held = prices[k]
+            for i in rng.sample(range(3), rng.choice((1, 1, 2))):
+                held[i] = min(50_000, max(1_010, held[i] + rng.choice((-30, -20, -10, 10, 20, 30))))
+            yield (
+                event_id,
+                midnight + timedelta(seconds=scrape * 300 + offsets[k // MARKETS_PER_EVENT]),
+                line,
+                rng.random() >= DISAPPEAR_SHARE,
+                bookmaker,
+                market_id,
+                encode(zip(("1", "X", "2"), held, (True, True, True), strict=True)),
+            )
+
+
 def month_partition(day: date) -> tuple[str, date, date]:
     """The old table's monthly partition holding `day`: name and bounds, from a date only."""
     first = day.replace(day=1)
@@ -92,19 +140,26 @@ async def measure(conn: asyncpg.Connection, name: str, day: date) -> Partition:
 COLUMNS = ", ".join(writer_repo.HISTORY_COLUMNS)
 
 
-async def load(pool: asyncpg.Pool, days: list[date], live_days: list[date], rows: int, seed: int) -> list[Partition]:
-    """Creates the partitions of `days` and `live_days`; fills the first of `days` with `rows` generated rows (COPY)
-    and every other one with the same rows one or more days later, then VACUUM ANALYZE: an expired day in production
-    was vacuumed and analyzed long ago."""
+async def load(
+    pool: asyncpg.Pool,
+    days: list[date],
+    live_days: list[date],
+    rows: int,
+    seed: int,
+    generate: Callable[[int, int, date], Iterator[tuple[object, ...]]] = day_rows,
+) -> list[Partition]:
+    """Creates the partitions of `days` and `live_days`; fills the first of `days` with about `rows` rows of
+    `generate` (COPY) and every other one with the same rows one or more days later, then VACUUM ANALYZE: an expired
+    day in production was vacuumed and analyzed long ago."""
     for day in [*days, *live_days]:
         await ensure_partition(pool, day)
     first, *others = days
     async with pool.acquire() as conn:
         t = time.perf_counter()
         await conn.copy_records_to_table(
-            "market_odds_history", records=day_rows(rows, seed, first), columns=writer_repo.HISTORY_COLUMNS
+            "market_odds_history", records=generate(rows, seed, first), columns=writer_repo.HISTORY_COLUMNS
         )
-        logger.info("%s: %d rows generated and copied in %.1fs", partition_name(first), rows, time.perf_counter() - t)
+        logger.info("%s: ~%d rows generated and copied in %.1fs", partition_name(first), rows, time.perf_counter() - t)
         for day in others:
             shifted = COLUMNS.replace("captured_at", f"captured_at + interval '{(day - first).days} days'")
             await copy_rows(conn, partition_name(first), "market_odds_history", shifted, partition_name(day))

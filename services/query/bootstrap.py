@@ -15,6 +15,7 @@ import asyncpg
 from oddstore import citus, db, metrics, runtime
 from oddstore.grpc_server import Server, create_server, health_status, wait_for_signal
 from oddstore.v1 import query_pb2, query_pb2_grpc
+from services.query import history_repository
 from services.query.cache import OddsCache
 from services.query.config import QuerySettings
 from services.query.feed import Feed
@@ -45,6 +46,7 @@ class QueryApp:
     feed: Feed
     writers: list[WriterFeed]
     pool: asyncpg.Pool
+    history_pool: asyncpg.Pool
     history: HistoryCache
     renderer: asyncio.Task[None] | None = field(default=None)
     complete: asyncio.Event = field(default_factory=asyncio.Event)  # the cache is loaded and health says so
@@ -65,6 +67,7 @@ class QueryApp:
         await self.feed.stop()
         await self.history.close()
         await self.pool.close()
+        await self.history_pool.close()
 
 
 async def start(
@@ -90,6 +93,16 @@ async def start(
         keep_session=True,
         server_settings=citus.POOL_SETTINGS,
     )
+    # The history reads' own connections, whose settings keep the planner on the closed (columnar) days' index;
+    # the cache load and the other reads keep the planner's defaults.
+    history_pool = await db.create_pool(
+        settings.database_url,
+        password=settings.database_password,
+        max_size=settings.pool_size,
+        wait_seconds=settings.database_wait_seconds,
+        keep_session=True,
+        server_settings={**citus.POOL_SETTINGS, **history_repository.POOL_SETTINGS},
+    )
     cache = OddsCache()
     writers = [
         WriterFeed(address, tls_files=settings.tls, keepalive_seconds=settings.feed_keepalive_seconds)
@@ -102,7 +115,7 @@ async def start(
     # The current-odds cache stays per replica, fed by every writer's change feed (see services/writer/writer.py
     # for why it is not NOTIFY); what replicas share through Redis is merged history, the read that costs the
     # database most. Without REDIS_URL, or with Redis down, history is read from PostgreSQL.
-    reader = HistoryReader(pool)
+    reader = HistoryReader(history_pool)
     redis = None
     if settings.redis_url:
         redis = connect(settings.redis_url, settings.redis_connect_timeout_seconds, settings.redis_timeout_seconds)
@@ -132,7 +145,7 @@ async def start(
     await feed.start()
     logger.info("query on port %d, SERVING from PostgreSQL while the cache loads", server.port)
     await server.set_serving(True)
-    app = QueryApp(server, cache, feed, writers, pool, history)
+    app = QueryApp(server, cache, feed, writers, pool, history_pool, history)
     app.renderer = asyncio.create_task(_after_load(app))
     return app
 

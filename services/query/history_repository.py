@@ -8,9 +8,10 @@ ZONE on a timestamptz would yield a naive value.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +33,20 @@ from services.query.history import (
     latest,
     merge,
     with_confirmation,
+)
+
+# Closed history days are columnar with their index (services/retention/partition_repository.convert_to_columnar).
+# The planner must take that index: columnar's custom scan, which it prefers whenever it is on (costed at a couple
+# of pages), loads the chunk metadata of the whole day, 6.0 ms a read of one market of a production day against 0.6
+# by the index (BENCHMARKS.md); columnar's plain scan, costed by pages and not by decompression, looks cheaper than
+# the index on a small or well-compressed day (a 24,000-row day: 3.7 ms scanned). The reader's pool (query's
+# bootstrap) turns both off; a server without citus_columnar keeps the columnar setting as an unused placeholder.
+POOL_SETTINGS = {"columnar.enable_custom_scan": "off", "enable_seqscan": "off"}
+# The same on Citus, where a session setting stays on the coordinator: SET LOCAL, propagated to the workers'
+# connections of the transaction (one round trip).
+CITUS_READ_SETTINGS = (
+    "SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL columnar.enable_custom_scan = off; "
+    "SET LOCAL enable_seqscan = off"
 )
 
 BOOKMAKER_NAMES = "SELECT slug, name FROM bookmakers WHERE slug = ANY($1::text[])"
@@ -393,9 +408,25 @@ class _EventAtRows:
 
 
 class HistoryReader:
+    """Reads over market_odds_history. `pool` is opened with POOL_SETTINGS."""
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._citus: bool | None = None  # whether the database is Citus; asked on first use
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[tuple[asyncpg.Connection, bool]]:
+        """A connection for reads of market_odds_history, and whether the database is Citus. There, a read-only
+        repeatable-read transaction (its statements read one snapshot) with CITUS_READ_SETTINGS."""
+        async with self._pool.acquire() as conn:
+            if self._citus is None:
+                self._citus = await citus.installed(conn)
+            if not self._citus:
+                yield conn, False
+                return
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute(CITUS_READ_SETTINGS)
+                yield conn, True
 
     async def _names(self, conn: asyncpg.Connection, slugs: Iterable[str]) -> dict[str, str]:
         rows = await conn.fetch(BOOKMAKER_NAMES, sorted(set(slugs)))
@@ -458,15 +489,12 @@ class HistoryReader:
     async def _market_rows(self, args: MarketArgs) -> tuple[Current, Sequence[asyncpg.Record], list[Point]]:
         """The market's current state, its new-table rows (captured_at, available, outcomes; by captured_at) and its
         legacy points, read in one snapshot (see market_changes)."""
-        async with self._pool.acquire() as conn:
-            if self._citus is None:
-                self._citus = await citus.installed(conn)
-            if self._citus:
+        async with self._reading() as (conn, on_citus):
+            if on_citus:
                 # Not one statement there: Citus does not plan a UNION of a distributed table with local joins.
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    current = await _current(conn, args)
-                    new_rows = await conn.fetch(NEW_HISTORY, *args)
-                    legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
+                current = await _current(conn, args)
+                new_rows = await conn.fetch(NEW_HISTORY, *args)
+                legacy_rows = await conn.fetch(LEGACY_HISTORY, *args)
                 return current, new_rows, [_legacy_point(r) for r in legacy_rows]
             rows = await conn.fetch(MARKET_CHANGES, *args)
         current = _current_of(rows[0] if rows and rows[0]["k"] == 0 else None, args[1])
@@ -493,10 +521,8 @@ class HistoryReader:
         return contract_json.event_at_rows(event_id, at, markets, rows.names)
 
     async def _event_at_rows(self, event_id: int, at: datetime) -> _EventAtRows:
-        async with self._pool.acquire() as conn:
-            if self._citus is None:
-                self._citus = await citus.installed(conn)
-            if self._citus:
+        async with self._reading() as (conn, on_citus):
+            if on_citus:
                 # Three statements there, as market_changes: Citus plans each part, not their union.
                 new_rows = await conn.fetch(NEW_EVENT_AT, event_id, at)
                 legacy_rows = await conn.fetch(LEGACY_EVENT_AT, event_id, at)
@@ -515,6 +541,7 @@ class HistoryReader:
     async def _states_at_offsets(
         self,
         conn: asyncpg.Connection,
+        on_citus: bool,
         event_ids: list[int],
         market_id: str,
         line: float | None,
@@ -522,9 +549,7 @@ class HistoryReader:
     ) -> dict[tuple[int, str, int], Point]:
         """(event_id, bookmaker_slug, offset index) -> the state at kickoff - offset, where one is known."""
         args = (event_ids, offsets, market_id, line)
-        if self._citus is None:
-            self._citus = await citus.installed(conn)
-        new_rows = await conn.fetch(NEW_AT_OFFSETS_CITUS if self._citus else NEW_AT_OFFSETS, *args)
+        new_rows = await conn.fetch(NEW_AT_OFFSETS_CITUS if on_citus else NEW_AT_OFFSETS, *args)
         legacy_rows = await conn.fetch(LEGACY_AT_OFFSETS, *args)
         states: dict[tuple[int, str, int], Point] = {}
         for r in legacy_rows:
@@ -541,11 +566,11 @@ class HistoryReader:
     ) -> tuple[datetime | None, list[BookmakerToKickoff]]:
         """The market's state at kickoff - offset per bookmaker that has any; kickoff None: unknown event."""
         offsets = list(offsets)
-        async with self._pool.acquire() as conn:
+        async with self._reading() as (conn, on_citus):
             kickoff: datetime | None = await conn.fetchval(EVENT_KICKOFF, event_id)
             if kickoff is None:
                 return None, []
-            states = await self._states_at_offsets(conn, [event_id], market_id, line, offsets)
+            states = await self._states_at_offsets(conn, on_citus, [event_id], market_id, line, offsets)
             names = await self._names(conn, (slug for _, slug, _ in states))
         result = []
         for slug in sorted({slug for _, slug, _ in states}):
@@ -564,9 +589,9 @@ class HistoryReader:
     ) -> list[BookmakerMargins]:
         """Per bookmaker and offset, the margin averaged over the tournament's events priced at that time."""
         offsets = list(dict.fromkeys(offsets))  # a repeated offset would count every event twice
-        async with self._pool.acquire() as conn:
+        async with self._reading() as (conn, on_citus):
             event_ids = [r["id"] for r in await conn.fetch(TOURNAMENT_EVENTS, tournament_id)]
-            states = await self._states_at_offsets(conn, event_ids, market_id, line, offsets)
+            states = await self._states_at_offsets(conn, on_citus, event_ids, market_id, line, offsets)
             names = await self._names(conn, (slug for _, slug, _ in states))
         by_bookmaker: dict[str, list[OffsetOdds]] = defaultdict(list)
         for (_, slug, i), state in states.items():

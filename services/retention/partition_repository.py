@@ -9,9 +9,9 @@ from datetime import date, datetime
 import asyncpg
 
 from oddstore import citus
-from oddstore.history_partitions import index_name, partition_name
+from oddstore.history_partitions import INDEX_COLUMNS, index_name, partition_name
 from services.retention.naive_utc import aware
-from services.retention.partitions import AttachedPartition, chunk_group_rows, parse_name
+from services.retention.partitions import AttachedPartition, parse_name
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ async def list_partitions(conn: asyncpg.Connection) -> list[AttachedPartition]:
 
 
 COLUMNAR_AVAILABLE = "SELECT EXISTS (SELECT 1 FROM pg_am WHERE amname = 'columnar')"
-SHARD_COUNT = "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = $1::regclass"
 ACCESS_METHOD = "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = to_regclass($1)"
 
 
@@ -41,21 +40,33 @@ async def columnar_available(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval(COLUMNAR_AVAILABLE))
 
 
+# A closed day's columnar layout (BENCHMARKS.md, "A closed day keeps its index"): a history read of one market
+# fetches its rows by the index; each fetch into another chunk group decompresses that group's every column, each
+# into another stripe loads the stripe's chunk metadata, so both are columnar's least, 1,000 rows. Per read of one
+# production-shaped day of 6.2 M changes: 0.53 ms (2,000-row groups and stripes 0.6-0.75, 1,000-row groups in
+# 10,000-row stripes 0.9-1.0; without the index 6.0; heap 0.25), for 17.3 B per change in the day's relations and
+# ~1 B more of columnar's catalog rows (7.7 without the index, 146 heap). zstd level 9: 13.7 B against 16.4 at
+# level 3 on an earlier, sparser day (BENCHMARKS.md, "read by a B-tree").
+CHUNK_GROUP_ROWS = STRIPE_ROWS = 1_000  # columnar's least
+COMPRESSION_LEVEL = 9
+
+
 async def convert_to_columnar(conn: asyncpg.Connection, day: date, lock_timeout: float) -> bool:
-    """Rewrites a closed day's partition as columnar, sorted by market and without its index, in one transaction:
-    interrupted anywhere, the day is still the heap partition it was, and a run again starts over. Returns False when
-    there is nothing to do (already columnar, or dropped meanwhile); raises LockNotAvailableError when the partition
-    stayed busy for `lock_timeout`.
+    """Rewrites a closed day's partition as columnar, sorted by market and with its index rebuilt, in one
+    transaction: interrupted anywhere, the day is still the heap partition it was, and a run again starts over.
+    Returns False when there is nothing to do (already columnar, or dropped meanwhile); raises LockNotAvailableError
+    when the partition stayed busy for `lock_timeout`.
 
     ACCESS EXCLUSIVE on the day's partition only (not the parent): writes of other days go on; a late write for this
     day and reads of it wait for the commit (the bench measures how long: bench.columnar), then the write goes into
-    the columnar table, which takes inserts. CLUSTER sorts the day by (event_id, bookmaker_slug, market_id) and the
-    columnar rewrite keeps that order, so each chunk group (sized by chunk_group_rows) holds a narrow range of events
-    and a history read of one market skips the others by the chunks' min/max: what keeps a day without its index
-    readable (~15 B a row against ~114 heap + B-tree; a few ms per day read against ~0.1: BENCHMARKS.md).
-    Citus's alter_old_partitions_set_access_method() would copy in arrival order and keep the index; on Citus,
-    CLUSTER, DROP INDEX and SET ACCESS METHOD on a partition all propagate to its shards, so the same statements
-    serve both (PostgreSQL 15 has ALTER TABLE ... SET ACCESS METHOD)."""
+    the columnar table, which takes inserts. CLUSTER sorts the day by its index, (event_id, bookmaker_slug,
+    market_id), and the columnar rewrite keeps that order, so a market's rows of the day are adjacent: its history
+    read decompresses one chunk group. The index is dropped before the rewrite, which would rebuild it as it is,
+    and built again after it, packed full. Reads must not take columnar's custom scan, which the planner prefers
+    and which loads the chunk metadata of the whole day (the query service's history reads turn it off:
+    services/query/history_repository.POOL_SETTINGS). Citus's alter_old_partitions_set_access_method() would copy
+    in arrival order; on Citus, CLUSTER, DROP/CREATE INDEX and SET ACCESS METHOD on a partition all propagate to its
+    shards, so the same statements serve both (PostgreSQL 15 has ALTER TABLE ... SET ACCESS METHOD)."""
     name, index = partition_name(day), index_name(day)
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
@@ -69,15 +80,17 @@ async def convert_to_columnar(conn: asyncpg.Connection, day: date, lock_timeout:
             await conn.execute(f"CLUSTER {name} USING {index}")
             await conn.execute(f"DROP INDEX {index}")
         else:
-            logger.warning("partition %s has no index %s: converted unsorted, its reads scan the day", name, index)
-        rows = await conn.fetchval(f"SELECT count(*) FROM {name}")
+            logger.warning("partition %s had no index %s: converted unsorted", name, index)
         if await citus.installed(conn):
-            rows //= max(1, await conn.fetchval(SHARD_COUNT, name))
-            await conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")  # the next SET to the shards too
-        await conn.execute(f"SET LOCAL columnar.chunk_group_row_limit = {chunk_group_rows(rows)}")
+            await conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")  # the next SETs to the shards too
+        await conn.execute(
+            f"SET LOCAL columnar.chunk_group_row_limit = {CHUNK_GROUP_ROWS}; "
+            f"SET LOCAL columnar.stripe_row_limit = {STRIPE_ROWS}; "
+            f"SET LOCAL columnar.compression_level = {COMPRESSION_LEVEL}"
+        )
         await conn.execute(f"ALTER TABLE {name} SET ACCESS METHOD columnar")
-        # In the transaction: the columnar scan skips chunk groups by min/max only for a column whose statistics
-        # show it sorted (columnar.qual_pushdown_correlation_threshold); a day without them reads all of itself.
+        # fillfactor 100: nothing is inserted in the middle of a closed day's index.
+        await conn.execute(f"CREATE INDEX {index} ON {name} {INDEX_COLUMNS} WITH (fillfactor = 100)")
         await conn.execute(f"ANALYZE {name}")
     return True
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -112,16 +111,3 @@ def closed_days(attached: Iterable[AttachedPartition], now: datetime, after_days
         and not p.detach_pending
         and day_start(p.day + timedelta(days=after_days)) + grace <= now
     )
-
-
-# Columnar's bounds on rows per chunk group.
-CHUNK_GROUP_MIN, CHUNK_GROUP_MAX = 1_000, 100_000
-
-
-def chunk_group_rows(rows_per_table: int) -> int:
-    """Rows per columnar chunk group for a closed day of `rows_per_table` rows (per shard on Citus). A read of one
-    market loads the min/max of every chunk of every column (7 columns x rows/size entries: columnar prunes
-    nothing per stripe) and decompresses the chunk groups it keeps (size rows each); measured here, one entry costs
-    about as much as 4 decompressed rows, so the read costs ~ 28 rows/size + size, least at sqrt(28 rows): 1,000
-    for up to ~36,000 rows, ~13,000 for a production day of 6.2 M (columnar's default is 10,000)."""
-    return max(CHUNK_GROUP_MIN, min(CHUNK_GROUP_MAX, round(math.sqrt(28 * max(rows_per_table, 0)))))

@@ -110,6 +110,10 @@ async def test_the_writer_and_query_pools_start_with_citus_shard_hiding_off_and_
         assert await query.pool.fetchval(setting) == "off"
         # Unset (NULL) on plain PostgreSQL, Citus's default "on" on a Citus coordinator.
         assert await retention.pool.fetchval(setting) in (None, "on")
+        # The history reads' own pool keeps the planner on the columnar days' index; the cache load's does not.
+        scans = "SELECT current_setting('columnar.enable_custom_scan', true), current_setting('enable_seqscan')"
+        assert tuple(await query.history_pool.fetchrow(scans)) == ("off", "off")
+        assert tuple(await query.pool.fetchrow(scans))[1] == "on"
     finally:
         await retention.stop(1)
         await query.stop(1)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from oddstore.history_partitions import partition_name
 from services.retention.partitions import (
     AttachedPartition,
-    chunk_group_rows,
     closed_days,
     day_start,
     days_ahead,
@@ -169,10 +168,3 @@ def test_a_closed_day_never_includes_today(today: date, after_days: int, grace_m
     now = day_start(today) + timedelta(hours=23, minutes=59)
     days = closed_days(attached, now, after_days, timedelta(minutes=grace_minutes))
     assert all(d <= today - timedelta(days=after_days) for d in days) and today not in days
-
-
-def test_chunk_groups_grow_with_the_square_root_of_a_day_within_columnar_bounds() -> None:
-    assert chunk_group_rows(0) == chunk_group_rows(20_000) == 1_000
-    assert chunk_group_rows(500_000) == 3_742
-    assert 12_000 < chunk_group_rows(6_192_000) < 14_000
-    assert chunk_group_rows(10**12) == 100_000
