@@ -82,27 +82,24 @@ async def start(
     `history_clock` times the Redis back-off and `stream_sleep` the client streams' conflation windows (tests
     step them instead of sleeping through them); `clock` is "now" for the cache horizon and the reads (tests
     over dated data fix it)."""
-    pool = await db.create_pool(
-        settings.database_url,
-        password=settings.database_password,
-        max_size=settings.pool_size,
-        wait_seconds=settings.database_wait_seconds,
-        # Every read here is one statement or a read-only transaction, and nothing sets session state: skipping
-        # asyncpg's reset statement saves a round trip on each history, point-in-time and cache-miss read (5 % of
-        # the service's samples under bench-read's history reads, issue 14).
-        keep_session=True,
-        server_settings=citus.POOL_SETTINGS,
-    )
+
+    def open_pool(server_settings: dict[str, str]) -> Awaitable[asyncpg.Pool]:
+        return db.create_pool(
+            settings.database_url,
+            password=settings.database_password,
+            max_size=settings.pool_size,
+            wait_seconds=settings.database_wait_seconds,
+            # Every read here is one statement or a read-only transaction, and nothing sets session state: skipping
+            # asyncpg's reset statement saves a round trip on each history, point-in-time and cache-miss read (5 %
+            # of the service's samples under bench-read's history reads, issue 14).
+            keep_session=True,
+            server_settings=server_settings,
+        )
+
+    pool = await open_pool(citus.POOL_SETTINGS)
     # The history reads' own connections, whose settings keep the planner on the closed (columnar) days' index;
     # the cache load and the other reads keep the planner's defaults.
-    history_pool = await db.create_pool(
-        settings.database_url,
-        password=settings.database_password,
-        max_size=settings.pool_size,
-        wait_seconds=settings.database_wait_seconds,
-        keep_session=True,
-        server_settings={**citus.POOL_SETTINGS, **history_repository.POOL_SETTINGS},
-    )
+    history_pool = await open_pool({**citus.POOL_SETTINGS, **history_repository.POOL_SETTINGS})
     cache = OddsCache()
     writers = [
         WriterFeed(address, tls_files=settings.tls, keepalive_seconds=settings.feed_keepalive_seconds)
